@@ -1,0 +1,16 @@
+from .attention import (CHANNEL_ATTENTIONS, GaussianChannelAttention, ImageRelativePositionBias,
+                        LayerNorm2d, RelPosSelfAttention, SEAttention, SpatialAttentionGate,
+                        SRMAttention, irpe_euclidean_buckets, mean_std_pool)
+from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
+from .head import PartialNetClassifier, PartialNetHead, PartialNetPreLogits
+from .partialnet import PartialNet, load_backbone_checkpoint
+from .patconv import PATChannel, PATConv, PATSelfAttention, PATSpatial
+
+__all__ = [
+    'CHANNEL_ATTENTIONS', 'GaussianChannelAttention', 'ImageRelativePositionBias', 'LayerNorm2d',
+    'RelPosSelfAttention', 'SEAttention', 'SpatialAttentionGate', 'SRMAttention',
+    'irpe_euclidean_buckets', 'mean_std_pool', 'PartialMLP', 'PartialNetBlock',
+    'PartialNetBlockV2', 'PartialNetStage', 'PartialNetClassifier', 'PartialNetHead', 'PartialNetPreLogits',
+    'PartialNet', 'load_backbone_checkpoint', 'PATChannel', 'PATConv', 'PATSelfAttention',
+    'PATSpatial'
+]

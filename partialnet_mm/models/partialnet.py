@@ -1,0 +1,278 @@
+"""The PartialNet backbone (T0/T1/T2/S/M/L) with the OpenMMLab backbone contract."""
+import copy
+import os.path as osp
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .attention import CHANNEL_ATTENTIONS
+from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
+from .patconv import PATChannel, PATSelfAttention
+from .utils import ConvNorm, build_norm
+
+
+class PartialNet(BaseModule):
+    """PartialNet backbone ("Partial Channel Network: Compute Fewer, Perform Better").
+
+    Stem (conv 4x4 s4 + BN), then four stages of ``embed_dims * 2**i`` channels;
+    stages 1-3 use block v1 (PAT_ch + MLP with PAT_sp), stage 4 block v2 (PAT_sf
+    with the modified shortcut). Each requested output goes through its own norm.
+
+    Args:
+        arch (str | dict): 't0', 't1', 't2', 's', 'm', 'l', or a dict with keys
+            ``embed_dims`` (int), ``depths`` (4 ints) and ``act_cfg`` (dict).
+        in_channels (int): input image channels.
+        out_indices (Sequence[int]): stages to output (0..3, negatives allowed).
+        frozen_stages (int): -1 freezes nothing, 0 the stem, i the stem and stages 1..i.
+        norm_eval (bool): keep every BN in eval mode during training.
+        with_cp (bool): gradient checkpointing per block (saves memory).
+        drop_path_rate (float): stochastic depth, linearly increasing over blocks.
+        mlp_ratio (float): MLP expansion. partial_ratio (float): share of channels
+            given to the 3x3 conv in PAT_ch / PAT_sf.
+        num_heads (int), attn_drop (float), proj_drop (float): PAT_sf's attention.
+        channel_attention (str): PAT_ch's attention: 'gaussian' (the paper's), 'se', 'srm'.
+        with_pat_sp (bool): PAT_sp at the end of every MLP (the paper's parameter
+            counts need it; the authors' released configs switch it off for most variants).
+        with_out_norm (bool): a norm on each output (detection); classification
+            heads in the paper read the last stage without one.
+        norm_cfg (dict): norm for every BN in the network. act_cfg (dict | None):
+            activation; None takes the arch's (GELU for T0/T1, ReLU otherwise).
+        init_cfg (dict | list | None): None gives truncated-normal init;
+            ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads weights and
+            fails with a clear error when the keys or shapes do not fit.
+    """
+
+    arch_zoo: Dict[str, dict] = {
+        't0': dict(embed_dims=32, depths=(1, 2, 8, 2), act_cfg=dict(type='GELU')),
+        't1': dict(embed_dims=48, depths=(1, 2, 8, 2), act_cfg=dict(type='GELU')),
+        't2': dict(embed_dims=64, depths=(2, 2, 6, 4), act_cfg=dict(type='ReLU')),
+        's': dict(embed_dims=96, depths=(2, 2, 9, 4), act_cfg=dict(type='ReLU')),
+        'm': dict(embed_dims=128, depths=(2, 3, 16, 4), act_cfg=dict(type='ReLU')),
+        'l': dict(embed_dims=160, depths=(2, 3, 20, 4), act_cfg=dict(type='ReLU')),
+    }
+    num_stages = 4
+    min_input_size = 32  # total stride: every stage must keep at least one position
+
+    def __init__(self,
+                 arch: Union[str, dict] = 's',
+                 in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_path_rate: float = 0.0,
+                 mlp_ratio: float = 2.0,
+                 partial_ratio: float = 0.25,
+                 num_heads: int = 4,
+                 attn_drop: float = 0.1,
+                 proj_drop: float = 0.1,
+                 channel_attention: str = 'gaussian',
+                 with_pat_sp: bool = True,
+                 with_out_norm: bool = True,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 act_cfg: Optional[dict] = None,
+                 init_cfg: Optional[Union[dict, list]] = None):
+        if init_cfg is None:
+            init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.0)]
+        super().__init__(init_cfg=init_cfg)
+        self.arch = self.parse_arch(arch)
+        embed_dims, depths = self.arch['embed_dims'], self.arch['depths']
+        act_cfg = copy.deepcopy(act_cfg if act_cfg is not None else self.arch['act_cfg'])
+
+        self.out_indices = self.parse_out_indices(out_indices)
+        if not -1 <= frozen_stages <= self.num_stages:
+            raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
+        if channel_attention not in CHANNEL_ATTENTIONS:
+            raise KeyError(f'unknown channel_attention {channel_attention!r}; choose one of '
+                           f'{sorted(CHANNEL_ATTENTIONS)}')
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.in_channels = in_channels
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.deploy = False
+        self.channels = [embed_dims * 2 ** i for i in range(self.num_stages)]
+
+        self.patch_embed = ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.stages = nn.ModuleList()
+        for i, (dim, depth) in enumerate(zip(self.channels, depths)):
+            blocks = nn.Sequential()
+            for j in range(depth):
+                mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp)
+                if i < self.num_stages - 1:
+                    mixer = PATChannel(dim, partial_ratio, CHANNEL_ATTENTIONS[channel_attention],
+                                       norm_cfg)
+                    block = PartialNetBlock(mixer, mlp, dpr[sum(depths[:i]) + j])
+                else:
+                    mixer = PATSelfAttention(dim, partial_ratio, num_heads, attn_drop, proj_drop)
+                    block = PartialNetBlockV2(mixer, mlp, dpr[sum(depths[:i]) + j])
+                blocks.append(block)
+            downsample = ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg) if i > 0 else None
+            self.stages.append(PartialNetStage(blocks, downsample, with_cp))
+
+        self.with_out_norm = with_out_norm
+        for i in self.out_indices:
+            norm = build_norm(norm_cfg, self.channels[i]) if with_out_norm else nn.Identity()
+            self.add_module(f'norm{i}', norm)
+
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def parse_arch(cls, arch: Union[str, dict]) -> dict:
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise KeyError(f'unknown PartialNet arch {arch!r}; choose one of '
+                               f'{list(cls.arch_zoo)} or pass a dict')
+            return copy.deepcopy(cls.arch_zoo[key])
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        required = {'embed_dims', 'depths', 'act_cfg'}
+        missing = required - set(arch)
+        if missing:
+            raise KeyError(f'custom PartialNet arch dict misses {sorted(missing)}; it needs '
+                           f'{sorted(required)}')
+        depths = tuple(arch['depths'])
+        if len(depths) != cls.num_stages or any(int(d) < 1 for d in depths):
+            raise ValueError(f'arch depths must be {cls.num_stages} positive ints, got {depths}')
+        if int(arch['embed_dims']) < 1:
+            raise ValueError(f'arch embed_dims must be positive, got {arch["embed_dims"]}')
+        return dict(embed_dims=int(arch['embed_dims']), depths=depths,
+                    act_cfg=copy.deepcopy(arch['act_cfg']))
+
+    @classmethod
+    def parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = (out_indices,)
+        result = []
+        for i in out_indices:
+            if not -cls.num_stages <= i < cls.num_stages:
+                raise IndexError(f'out_indices entry {i} is out of range for {cls.num_stages} stages')
+            result.append(i % cls.num_stages)
+        if not result:
+            raise ValueError('out_indices is empty')
+        return tuple(sorted(set(result)))
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'PartialNet expects input of shape (B, {self.in_channels}, H, W), '
+                             f'got {tuple(x.shape)}')
+        if min(x.shape[-2:]) < self.min_input_size:
+            raise ValueError(f'PartialNet needs H and W >= {self.min_input_size} (total stride '
+                             f'32), got {tuple(x.shape[-2:])}')
+        x = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)
+
+    # ------------------------------------------------------------------ training
+    def _freeze_stages(self) -> None:
+        modules = []
+        if self.frozen_stages >= 0:
+            modules.append(self.patch_embed)
+        for i in range(self.frozen_stages):
+            modules.append(self.stages[i])
+            if i in self.out_indices:
+                modules.append(getattr(self, f'norm{i}'))
+        for m in modules:
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ weights
+    def init_weights(self) -> None:
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            load_backbone_checkpoint(self, cfg.get('checkpoint'), cfg.get('prefix'))
+            self._is_init = True
+            return
+        super().init_weights()
+
+    @torch.no_grad()
+    def switch_to_deploy(self) -> None:
+        """Fold every BN that an adjacent conv can absorb and PAT_sp's BN + 1x1 conv
+        into the MLP's second 1x1 conv. Eval-mode output is unchanged; the result is
+        for inference only."""
+        self.patch_embed.switch_to_deploy()
+        for stage in self.stages:
+            if isinstance(stage.downsample, ConvNorm):
+                stage.downsample.switch_to_deploy()
+            for block in stage.blocks:
+                block.switch_to_deploy()
+        self.deploy = True
+
+
+def output_norm_keys(model: PartialNet) -> set:
+    return {k for k in model.state_dict() if k.split('.', 1)[0] in
+            {f'norm{i}' for i in range(model.num_stages)}}
+
+
+def load_backbone_checkpoint(model: PartialNet, checkpoint: Optional[str],
+                             prefix: Optional[str] = None) -> None:
+    """Load a backbone checkpoint, failing loudly on anything that does not fit.
+
+    Output norms (``norm{i}``) may be absent (a classifier checkpoint has none);
+    they then keep their fresh initialisation. Any other missing, unexpected or
+    mis-shaped key is an error naming the file.
+    """
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    logger = MMLogger.get_current_instance()
+    if not checkpoint:
+        raise ValueError('init_cfg type "Pretrained" needs a checkpoint path (init_cfg.checkpoint)')
+    if '://' not in str(checkpoint) and not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'PartialNet init_cfg.checkpoint: no file at {checkpoint!r}')
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise TypeError(f'{checkpoint}: expected a state dict (or a dict with "state_dict")')
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise KeyError(f'{checkpoint}: no key starts with prefix {prefix!r}')
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state) - output_norm_keys(model))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or mismatched:
+        def show(keys):
+            return ', '.join(keys[:5]) + (f' ... ({len(keys)} in all)' if len(keys) > 5 else '')
+        problems = []
+        if missing:
+            problems.append(f'missing keys: {show(missing)}')
+        if unexpected:
+            problems.append(f'unexpected keys: {show(unexpected)}')
+        if mismatched:
+            problems.append('shape mismatch: ' + show(
+                [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in mismatched]))
+        raise KeyError(f'checkpoint {checkpoint} does not fit PartialNet(arch={model.arch}) '
+                       f'(prefix={prefix!r}): ' + '; '.join(problems) +
+                       '. Check the arch, with_pat_sp and prefix settings, or convert authors\' '
+                       'checkpoints with tools/convert_authors_checkpoint.py')
+    fresh = sorted(set(own) - set(state))
+    model.load_state_dict(state, strict=False)
+    logger.info(f'PartialNet: loaded {len(state)} tensors from {checkpoint}'
+                + (f'; output norms initialised fresh: {fresh}' if fresh else ''))

@@ -1,0 +1,161 @@
+"""Small pure-torch helpers: norm/activation builders, DropPath, conv-BN folding."""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+_NORMS = {
+    'BN': nn.BatchNorm2d,
+    'BN2d': nn.BatchNorm2d,
+    'SyncBN': nn.SyncBatchNorm,
+}
+
+_ACTS = {
+    'GELU': nn.GELU,
+    'ReLU': nn.ReLU,
+    'ReLU6': nn.ReLU6,
+    'SiLU': nn.SiLU,
+    'Swish': nn.SiLU,
+    'Hardswish': nn.Hardswish,
+    'HSwish': nn.Hardswish,
+}
+
+
+def build_norm(cfg: dict, channels: int) -> nn.Module:
+    """Build a 2d normalisation layer from an MM-style config.
+
+    Supported: ``BN``/``BN2d``, ``SyncBN`` (extra keys: eps, momentum, affine,
+    track_running_stats, requires_grad) and ``GN`` (num_groups).
+    """
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'norm_cfg must be a dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
+    kind = cfg.pop('type')
+    requires_grad = cfg.pop('requires_grad', True)
+    if kind == 'GN':
+        if 'num_groups' not in cfg:
+            raise KeyError('norm_cfg type "GN" needs num_groups')
+        layer = nn.GroupNorm(num_channels=channels, **cfg)
+    elif kind in _NORMS:
+        layer = _NORMS[kind](channels, **cfg)
+    else:
+        raise KeyError(f'unsupported norm type {kind!r}; choose one of '
+                       f'{sorted(list(_NORMS) + ["GN"])}')
+    for p in layer.parameters():
+        p.requires_grad = requires_grad
+    return layer
+
+
+def build_act(cfg: dict) -> nn.Module:
+    """Build an activation from an MM-style config (``dict(type='GELU')``)."""
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError(f'act_cfg must be a dict with a "type" key, got {cfg!r}')
+    cfg = dict(cfg)
+    kind = cfg.pop('type')
+    if kind not in _ACTS:
+        raise KeyError(f'unsupported activation type {kind!r}; choose one of {sorted(_ACTS)}')
+    if kind in ('ReLU', 'ReLU6', 'SiLU', 'Swish', 'Hardswish', 'HSwish'):
+        cfg.setdefault('inplace', False)
+    return _ACTS[kind](**cfg)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f'drop path probability must be in [0, 1), got {drop_prob}')
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+def bn_affine(bn: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as ``y = scale * x + shift`` (per channel)."""
+    if not isinstance(bn, _BatchNorm) or not bn.track_running_stats:
+        raise TypeError(f'only BatchNorm layers with running statistics can be folded, got {bn}')
+    std = (bn.running_var + bn.eps).sqrt()
+    weight = bn.weight if bn.affine else torch.ones_like(std)
+    bias = bn.bias if bn.affine else torch.zeros_like(std)
+    scale = weight / std
+    return scale, bias - bn.running_mean * scale
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
+    """Return a conv with bias computing ``bn(conv(x))`` in eval mode."""
+    scale, shift = bn_affine(bn)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      padding_mode=conv.padding_mode).to(conv.weight)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(shift)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        fused.bias.copy_(bias * scale + shift)
+    return fused
+
+
+def fold_affine_into_next_conv(conv: nn.Conv2d, start: int, scale: torch.Tensor,
+                               shift: torch.Tensor) -> nn.Conv2d:
+    """Fold ``x[:, start:start+len(scale)] * scale + shift`` applied *before* a 1x1 conv.
+
+    Exact for 1x1 convolutions without padding and groups == 1.
+    """
+    if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding not in ((0, 0), 'valid'):
+        raise ValueError('an affine map can only be folded into a following 1x1 conv')
+    stop = start + scale.numel()
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, conv.stride,
+                      bias=True).to(conv.weight)
+    w = conv.weight.detach().clone()
+    bias = conv.bias.detach().clone() if conv.bias is not None else w.new_zeros(conv.out_channels)
+    with torch.no_grad():
+        cols = w[:, start:stop, 0, 0]
+        bias += cols @ shift
+        w[:, start:stop, 0, 0] = cols * scale
+        fused.weight.copy_(w)
+        fused.bias.copy_(bias)
+    return fused
+
+
+class ConvNorm(nn.Sequential):
+    """``norm(conv(x))`` with a bias-free conv; ``switch_to_deploy`` fuses both into one conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 groups: int = 1, norm_cfg: Optional[dict] = None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                              groups=groups, bias=False)
+        self.norm = build_norm(norm_cfg or dict(type='BN'), out_channels)
+
+    def switch_to_deploy(self) -> None:
+        if isinstance(self.norm, nn.Identity):
+            return
+        self.conv = fuse_conv_bn(self.conv, self.norm)
+        self.norm = nn.Identity()
+
+
+def check_split(channels: int, ratio: float, what: str) -> int:
+    """Number of channels of the first part when ``channels`` are split by ``ratio``.
+
+    Raises a ValueError naming ``what`` if the ratio is not in (0, 1) or if either
+    part would be empty.
+    """
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        raise TypeError(f'{what}: split ratio must be a number, got {ratio!r}')
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f'{what}: split ratio must be strictly between 0 and 1, got {ratio}')
+    first = int(round(channels * ratio))
+    if first <= 0 or first >= channels:
+        raise ValueError(f'{what}: split ratio {ratio} of {channels} channels leaves an empty '
+                         f'part ({first} / {channels - first}); use a ratio that gives both parts '
+                         f'at least one channel')
+    return first

@@ -1,0 +1,27 @@
+"""Registration of the pure-torch models into the OpenMMLab registries.
+
+Each framework is registered only when it is installed, so the models import
+and run with torch (+ mmengine) alone, e.g. on a benchmark machine.
+"""
+import importlib
+import importlib.util
+import warnings
+
+_FRAMEWORKS = {'mmdet': '.det', 'mmpretrain': '.cls'}
+
+
+def register_all() -> dict:
+    """Register into every installed framework; returns {framework: registered?}."""
+    done = {}
+    for framework, module in _FRAMEWORKS.items():
+        if importlib.util.find_spec(framework) is None:
+            done[framework] = False
+            continue
+        try:
+            importlib.import_module(module, __name__)
+            done[framework] = True
+        except Exception as err:  # an installed but broken framework must not hide the models
+            warnings.warn(f'partialnet_mm: {framework} is installed but failed to import, so '
+                          f'PartialNet is not registered there: {type(err).__name__}: {err}')
+            done[framework] = False
+    return done
