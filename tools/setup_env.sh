@@ -10,6 +10,8 @@
 #   VENV=path               where to create the environment (default: <repo>/.venv)
 #   PARTIALNET_CACHE=path   wheel cache (default: ~/.cache/partialnet_mm)
 #   PYTHON=python3.11       interpreter used to create the venv
+#   FORCE_CUDA=1            build mmcv's CUDA ops too (needs nvcc matching torch's CUDA;
+#                           set TORCH_CUDA_ARCH_LIST, e.g. "8.0;9.0"); cached separately
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +21,7 @@ PYTHON=${PYTHON:-python3.11}
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
+FORCE_CUDA=${FORCE_CUDA:-0}
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
@@ -35,10 +38,11 @@ log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION and buil
 
 # --- mmcv with compiled ops, built once per (mmcv, torch, python, arch) -------
 PYTAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-KEY="mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)"
+OPS=cpu; [ "$FORCE_CUDA" = 1 ] && OPS=cuda
+KEY="mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS"
 WHEEL_DIR="$CACHE/$KEY"
 if ! compgen -G "$WHEEL_DIR/mmcv-$MMCV_VERSION-*.whl" > /dev/null; then
-    log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with CPU ops (12-15 min on 2 cores)"
+    log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $OPS ops (CPU ops: 12-15 min on 2 cores)"
     BUILD=$(mktemp -d)
     trap 'rm -rf "$BUILD"' EXIT
     # The sdist's metadata step imports torch and pkg_resources, hence no isolation.
@@ -49,7 +53,7 @@ if ! compgen -G "$WHEEL_DIR/mmcv-$MMCV_VERSION-*.whl" > /dev/null; then
     # torch >= 2.10 headers need C++20; mmcv 2.1.0's setup.py hard-codes C++17.
     grep -q -- '-std=c++17' "$SRC/setup.py" || { echo "mmcv setup.py has no -std=c++17 flag to raise" >&2; exit 1; }
     sed -i 's/-std=c++17/-std=c++20/g' "$SRC/setup.py"
-    (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA=0 MAX_JOBS="$(nproc)" \
+    (cd "$SRC" && MMCV_WITH_OPS=1 FORCE_CUDA="$FORCE_CUDA" MAX_JOBS="$(nproc)" \
         "${PIP[@]}" wheel -q --no-deps --no-build-isolation -w "$BUILD/dist" .)
     mkdir -p "$WHEEL_DIR"
     # copy then rename, so an interrupted build never leaves a half-written wheel in the cache
