@@ -65,6 +65,16 @@ def test_input_errors():
     assert gray(torch.randn(1, 1, 64, 64))[0].shape[1] == 16
 
 
+def test_batch_of_one_in_training_is_a_clear_error():
+    model = PartialNet(TINY).train()
+    with pytest.raises(ValueError, match='needs at least 2 samples per GPU'):
+        model(torch.randn(1, 3, 64, 64))
+    # fine in eval, with norm_eval, and with two samples
+    model.eval()(torch.randn(1, 3, 64, 64))
+    PartialNet(TINY, norm_eval=True).train()(torch.randn(1, 3, 64, 64))
+    PartialNet(TINY).train()(torch.randn(2, 3, 64, 64))
+
+
 def test_unknown_arch():
     with pytest.raises(KeyError, match="unknown PartialNet arch 'xl'"):
         PartialNet('xl')
@@ -228,16 +238,15 @@ PAPER_PARAMS = {'t2': 12.6, 's': 29.0, 'm': 61.3, 'l': 104.4}
 
 @pytest.mark.parametrize('arch', list(AUTHORS_PARAMS))
 def test_parameter_table(arch):
-    n = sum(p.numel() for p in PartialNetClassifier(arch).parameters()) / 1e6
-    assert n == pytest.approx(AUTHORS_PARAMS[arch], abs=0.005)
+    n = sum(p.numel() for p in PartialNetClassifier(arch).parameters())
+    assert n / 1e6 == pytest.approx(AUTHORS_PARAMS[arch], abs=0.005)
     if arch in PAPER_PARAMS:
-        assert abs(n / PAPER_PARAMS[arch] - 1) < 0.01
-    # the backbone-only count is below the classifier's by exactly the head
+        assert abs(n / 1e6 / PAPER_PARAMS[arch] - 1) < 0.01
+    # the classifier is the backbone plus exactly the paper's head
     backbone = PartialNet(arch, out_indices=(3,), with_out_norm=False)
     c = backbone.channels[-1]
     head = c * 1280 + 1280 * 1000 + 1000
-    assert sum(p.numel() for p in backbone.parameters()) == round(n * 1e6) - head or \
-        abs(sum(p.numel() for p in backbone.parameters()) + head - n * 1e6) < 1
+    assert sum(p.numel() for p in backbone.parameters()) + head == n
 
 
 def test_with_pat_sp_off_removes_it():

@@ -6,13 +6,22 @@ paper's table-12 comparison). Spatial attention gate of PAT_sp. Multi-head
 self-attention with image relative position encoding (iRPE) for PAT_sf.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .utils import ConvNorm, build_norm
+
+
+def check_pooled_batch(norm: nn.Module, x: torch.Tensor, where: str) -> None:
+    """A per-GPU BatchNorm over pooled (B, C, 1, 1) statistics needs B >= 2 in training."""
+    if x.shape[0] == 1 and norm.training and isinstance(norm, nn.BatchNorm2d):
+        raise ValueError(f'{where} normalises pooled channel statistics with BatchNorm, which '
+                         f'needs at least 2 samples per GPU in training; got batch size 1. Use '
+                         f'batch >= 2 per GPU, norm_cfg=dict(type="SyncBN") across GPUs, or '
+                         f'norm_eval=True')
 
 
 def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
@@ -30,31 +39,26 @@ def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
 class GaussianChannelAttention(nn.Module):
     """PAT_ch's channel attention: [mean, std] -> dense (1, 2) conv -> BN -> Hardsigmoid."""
 
-    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), groups: int = 1,
+                 gate: Optional[nn.Module] = None):
         super().__init__()
-        self.cfc = ConvNorm(channels, channels, (1, 2), norm_cfg=norm_cfg)
-        self.gate = nn.Hardsigmoid()
+        self.cfc = ConvNorm(channels, channels, (1, 2), groups=groups, norm_cfg=norm_cfg)
+        self.gate = gate if gate is not None else nn.Hardsigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_pooled_batch(self.cfc.norm, x, type(self).__name__)
         return x * self.gate(self.cfc(mean_std_pool(x)))
 
     def switch_to_deploy(self) -> None:
         self.cfc.switch_to_deploy()
 
 
-class SRMAttention(nn.Module):
-    """Style-based recalibration (Lee et al. 2019): [mean, std] -> channel-wise FC -> BN -> sigmoid."""
+class SRMAttention(GaussianChannelAttention):
+    """Style-based recalibration (Lee et al. 2019): the same style pooling with a
+    channel-wise (depthwise) FC and a sigmoid gate."""
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
-        super().__init__()
-        self.cfc = ConvNorm(channels, channels, (1, 2), groups=channels, norm_cfg=norm_cfg)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.cfc(mean_std_pool(x)))
-
-    def switch_to_deploy(self) -> None:
-        self.cfc.switch_to_deploy()
+        super().__init__(channels, norm_cfg, groups=channels, gate=nn.Sigmoid())
 
 
 class SEAttention(nn.Module):
