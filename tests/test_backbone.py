@@ -212,8 +212,8 @@ def test_deploy_equals_training_graph(arch):
     assert model.deploy
     for a, b in zip(ref, out):
         assert (a - b).abs().max() <= 1e-4
-    # every BN after a conv is gone; what stays: the output norms, PAT_sp's attended
-    # half and PAT_ch's attention-part BN in the last block before a merge ... none of those
+    # every foldable BN is gone; only the output norms and the BN after PAT_sp's
+    # attention multiply (not adjacent to any conv) remain
     kept = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
     assert all(n.startswith('norm') or n.endswith('pat_sp.attn.norm') for n in kept), kept
 

@@ -99,19 +99,19 @@ class PartialNet(BaseModule):
         self.channels = [embed_dims * 2 ** i for i in range(self.num_stages)]
 
         self.patch_embed = ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_path_rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
         self.stages = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(self.channels, depths)):
             blocks = nn.Sequential()
-            for j in range(depth):
+            for _ in range(depth):
                 mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp)
                 if i < self.num_stages - 1:
                     mixer = PATChannel(dim, partial_ratio, CHANNEL_ATTENTIONS[channel_attention],
                                        norm_cfg)
-                    block = PartialNetBlock(mixer, mlp, dpr[sum(depths[:i]) + j])
+                    block = PartialNetBlock(mixer, mlp, next(drop_path_rates))
                 else:
                     mixer = PATSelfAttention(dim, partial_ratio, num_heads, attn_drop, proj_drop)
-                    block = PartialNetBlockV2(mixer, mlp, dpr[sum(depths[:i]) + j])
+                    block = PartialNetBlockV2(mixer, mlp, next(drop_path_rates))
                 blocks.append(block)
             downsample = ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg) if i > 0 else None
             self.stages.append(PartialNetStage(blocks, downsample, with_cp))
