@@ -42,7 +42,7 @@ OPS=cpu; [ "$FORCE_CUDA" = 1 ] && OPS=cuda
 KEY="mmcv-$MMCV_VERSION-torch$TORCH_VERSION-$PYTAG-$(uname -m)-$OPS"
 WHEEL_DIR="$CACHE/$KEY"
 if ! compgen -G "$WHEEL_DIR/mmcv-$MMCV_VERSION-*.whl" > /dev/null; then
-    log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $OPS ops (CPU ops: 12-15 min on 2 cores)"
+    log "no cached mmcv wheel in $WHEEL_DIR: building mmcv $MMCV_VERSION with $OPS ops (CPU ops: about 18 min on 2 cores)"
     BUILD=$(mktemp -d)
     trap 'rm -rf "$BUILD"' EXIT
     # The sdist's metadata step imports torch and pkg_resources, hence no isolation.
