@@ -74,6 +74,73 @@ def fidelity_table(archs=tuple(PAPER), input_size: int = 224) -> List[Dict[str, 
     return rows
 
 
+# Paper table 2 (Mask R-CNN 1x, 1280x800): params (M), FLOPs (G).
+PAPER_MASK_RCNN = {
+    'r50': dict(params=44.2, flops=253),
+    's': dict(params=46.9, flops=216),
+    'm': dict(params=78.2, flops=295),
+    'l': dict(params=122.0, flops=397),
+}
+
+
+def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool = False,
+                        num_proposals: int = 1000) -> Dict[str, float]:
+    """Params (M) and FLOPs (G) of an mmdet two-stage detector config on one
+    ``height x width`` image, counted with mmengine's counter (what mmdet 3.x's
+    ``get_flops.py`` uses).
+
+    The forward is the one mmdet 2.x's ``forward_dummy`` counted: backbone, neck,
+    RPN head, then the RoI head on a fixed set of ``num_proposals`` boxes (the mask
+    head on the first 100, as mmdet does). The ``tensor`` forward of mmdet 3.x would
+    instead run the RPN of a randomly initialised model, whose number of boxes
+    surviving NMS, and so the head FLOPs, changes from model to model. Params are
+    those of the training graph; with ``deploy`` the FLOPs are counted after the
+    backbone's ``switch_to_deploy()`` (the paper's convention for classification).
+    """
+    import copy as _copy
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.analysis import get_model_complexity_info
+    from mmengine.logging import MMLogger
+    from mmengine.registry import DefaultScope
+    from mmengine.structures import InstanceData
+
+    register_all_modules(init_default_scope=False)
+    model_cfg = _copy.deepcopy(cfg.model)
+    model_cfg.backbone.pop('init_cfg', None)  # no weights needed to count
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(model_cfg).eval()
+    params = sum(p.numel() for p in model.parameters())
+    if deploy:
+        model.backbone.switch_to_deploy()
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.8
+    wh = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.2 + 8
+    proposals = InstanceData(bboxes=torch.cat([xy, xy + wh], dim=1))
+
+    class _Dummy(torch.nn.Module):
+        def __init__(self, detector):
+            super().__init__()
+            self.detector = detector
+
+        def forward(self, x):
+            feats = self.detector.extract_feat(x)
+            rpn = self.detector.rpn_head(feats)
+            return rpn, self.detector.roi_head(feats, [proposals])
+
+    logger = MMLogger.get_instance('mmengine')
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad():
+            result = get_model_complexity_info(_Dummy(model), inputs=(torch.zeros(1, 3, height, width),),
+                                               show_table=False, show_arch=False)
+    finally:
+        logger.setLevel(level)
+    return dict(params=params / 1e6, flops=result['flops'] / 1e9)
+
+
 def format_table(rows: List[Dict[str, float]]) -> str:
     def f(v, spec):
         return '-' if v is None else format(v, spec)

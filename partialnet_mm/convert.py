@@ -12,6 +12,7 @@ PAT_sp's two BNs are both C/2 wide, so their roles are not visible in the shapes
 BN before the 1x1 conv, by analogy with PAT_ch, where ``spatial_mixing.norm`` is
 the BN on the attended part.
 """
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, Mapping, Tuple
@@ -110,3 +111,16 @@ def convert_authors_state_dict(state_dict: Mapping[str, torch.Tensor]
         depths=tuple(depths),
     )
     return converted, info
+
+
+def read_checkpoint(path: str) -> Tuple[object, Dict[str, torch.Tensor]]:
+    """Load a local checkpoint file; returns ``(checkpoint, state_dict)``, the state dict
+    being its ``state_dict`` entry or the file itself. Lightning and mmengine files hold
+    more than tensors, so this reads the (trusted, local) file with weights_only=False."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'no checkpoint at {path}')
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f'{path}: expected a state dict or a dict with "state_dict"')
+    return ckpt, state

@@ -22,3 +22,15 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
                 m.weight.copy_(torch.randn(n, generator=g) * 0.5 + 1)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.5)
     return model
+
+
+def mm_build(scope: str, cfg: dict):
+    """Build a model in an OpenMMLab scope ('mmdet' or 'mmpretrain') without leaving a
+    global default scope behind for later tests."""
+    import importlib
+
+    from mmengine.registry import DefaultScope
+    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(cfg)

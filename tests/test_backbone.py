@@ -320,7 +320,13 @@ def _authors_t0_state_dict(pat_sp=True, prefix='model.'):
             if not pat_sp and '.mlp.4.' in key:
                 continue
             shape = tuple(int(s) for s in shape.strip('()').split(',') if s.strip())
-            sd[prefix + key] = torch.randn(shape) if shape else torch.tensor(7)
+            if not shape:
+                value = torch.tensor(7)
+            elif key.endswith('running_var'):
+                value = torch.rand(shape) + 0.5
+            else:  # realistic magnitudes, so a forward pass stays finite
+                value = torch.randn(shape) * 0.05
+            sd[prefix + key] = value
     return sd
 
 

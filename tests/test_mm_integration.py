@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 import partialnet_mm
 from partialnet_mm.models import PartialNet, PartialNetClassifier
 
-from conftest import TINY, randomize_bn
+from conftest import TINY, mm_build, randomize_bn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,13 +29,13 @@ def test_registered_in_both_frameworks():
 
 
 def test_build_from_plain_dict_mmdet():
-    from mmdet.registry import MODELS
-    model = MODELS.build(dict(type='PartialNet', arch='t0', out_indices=(1, 3), frozen_stages=1))
+    model = mm_build('mmdet', dict(type='PartialNet', arch='t0', out_indices=(1, 3),
+                                   frozen_stages=1))
     assert isinstance(model, PartialNet)
     outs = model.eval()(torch.randn(1, 3, 64, 64))
     assert [o.shape[1] for o in outs] == [64, 256]
     with pytest.raises(KeyError, match="unknown PartialNet arch 'x9'"):
-        MODELS.build(dict(type='PartialNet', arch='x9'))
+        mm_build('mmdet', dict(type='PartialNet', arch='x9'))
 
 
 def _classifier_cfg(arch='t0', act='GELU', channels=256):
@@ -48,8 +48,7 @@ def _classifier_cfg(arch='t0', act='GELU', channels=256):
 
 
 def test_mmpretrain_classifier_is_the_paper_network():
-    from mmpretrain.registry import MODELS
-    model = MODELS.build(_classifier_cfg()).eval()
+    model = mm_build('mmpretrain', _classifier_cfg()).eval()
     ref = randomize_bn(PartialNetClassifier('t0')).eval()
     # same parameter count and the same state-dict layout as the pure-torch classifier
     assert sum(p.numel() for p in model.parameters()) == 3558240

@@ -241,7 +241,10 @@ def load_backbone_checkpoint(model: PartialNet, checkpoint: Optional[str],
     if not checkpoint:
         raise ValueError('init_cfg type "Pretrained" needs a checkpoint path (init_cfg.checkpoint)')
     if '://' not in str(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'PartialNet init_cfg.checkpoint: no file at {checkpoint!r}')
+        raise FileNotFoundError(
+            f'PartialNet init_cfg.checkpoint: no file at {checkpoint!r}. Set `pretrained` in the '
+            f'config (or --cfg-options model.backbone.init_cfg.checkpoint=PATH) to an ImageNet '
+            f'backbone checkpoint, or init_cfg=None to train from scratch')
     ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):

@@ -1,0 +1,21 @@
+# PartialNet-T2 on ImageNet-1k, 8 GPUs x 512 = 4096 images per iteration (paper table 8).
+_base_ = './_base_/partialnet_in1k.py'
+
+model = dict(
+    backbone=dict(arch='t2', drop_path_rate=0.05),
+    head=dict(in_channels=512, act_cfg=dict(type='ReLU')),
+    train_cfg=dict(augments=[dict(type='Mixup', alpha=0.1), dict(type='CutMix', alpha=1.0)]))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='RandomResizedCrop', scale=288, backend='pillow', interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='RandAugment', policies='timm_increasing', num_policies=2, total_level=10,
+         magnitude_level=5, magnitude_std=0.5,
+         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(type='PackInputs'),
+]
+train_dataloader = dict(batch_size=512, dataset=dict(pipeline=train_pipeline))
+
+optim_wrapper = dict(optimizer=dict(lr=0.004, weight_decay=0.02), clip_grad=None)
+auto_scale_lr = dict(base_batch_size=4096)

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Distributed train on one machine with torchrun:
+#   bash tools/dist_train.sh CONFIG NPROC [args of tools/train.py]
+# NNODES, NODE_RANK, MASTER_ADDR and PORT are honoured for several machines. Without CUDA
+# the processes use the gloo backend on CPU.
+set -euo pipefail
+CONFIG=$1
+NPROC=$2
+shift 2
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYTHON=${PYTHON:-python}
+exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" --master_port="$PORT" --nproc_per_node="$NPROC" \
+    "$DIR/train.py" "$CONFIG" --launcher pytorch "$@"

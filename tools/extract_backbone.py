@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Extract the backbone of a classifier checkpoint for the detection configs.
+
+    python tools/extract_backbone.py work_dirs/s/epoch_300.pth checkpoints/partialnet_s_in1k_backbone.pth
+
+Keeps the ``backbone.`` keys (prefix removed), drops the head and the optimizer.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+from partialnet_mm.convert import read_checkpoint
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--prefix', default='backbone.')
+    args = parser.parse_args(argv)
+    try:
+        ckpt, state = read_checkpoint(args.src)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(str(err))
+    backbone = {k[len(args.prefix):]: v for k, v in state.items() if k.startswith(args.prefix)}
+    if not backbone:
+        raise SystemExit(f'{args.src}: no key starts with {args.prefix!r} (keys look like '
+                         f'{sorted(state)[:3]}); convert authors\' checkpoints with '
+                         f'tools/convert_authors_checkpoint.py first')
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    meta = dict(ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}, source=args.src)
+    torch.save(dict(state_dict=backbone, meta=meta), args.dst)
+    print(f'{len(backbone)} backbone tensors -> {args.dst}')
+
+
+if __name__ == '__main__':
+    sys.exit(main())

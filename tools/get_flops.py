@@ -1,0 +1,61 @@
+#!/usr/bin/env python
+"""Parameters and FLOPs of a detection config, or the Mask R-CNN table of the paper.
+
+    python tools/get_flops.py configs/mask_rcnn_partialnet_s_1x.py [--shape 800 1280] [--deploy]
+    python tools/get_flops.py --paper      # S/M/L and the R50 yardstick against paper table 2
+
+FLOPs are multiply-adds by mmengine's counter (mmdet's method) on the forward mmdet
+2.x counted (backbone, neck, RPN head, RoI head on 1000 fixed proposals, mask head on
+100). For ImageNet figures of the classifiers use tools/fidelity.py.
+"""
+import argparse
+
+from mmengine.config import Config
+from mmengine.hub import get_config
+
+from partialnet_mm.analysis import PAPER_MASK_RCNN, detector_complexity
+
+PAPER_CONFIGS = {
+    'r50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    's': 'configs/mask_rcnn_partialnet_s_1x.py',
+    'm': 'configs/mask_rcnn_partialnet_m_1x.py',
+    'l': 'configs/mask_rcnn_partialnet_l_1x.py',
+}
+
+
+def load(path):
+    return get_config(path) if '::' in path else Config.fromfile(path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', nargs='?')
+    parser.add_argument('--shape', type=int, nargs=2, default=[800, 1280], metavar=('H', 'W'))
+    parser.add_argument('--deploy', action='store_true', help='count the fused backbone')
+    parser.add_argument('--paper', action='store_true', help='the paper-table comparison')
+    args = parser.parse_args()
+    h, w = args.shape
+    if not args.paper:
+        if not args.config:
+            parser.error('give a config or --paper')
+        r = detector_complexity(load(args.config), h, w, deploy=args.deploy)
+        print(f"{args.config}: {r['params']:.2f} M params, {r['flops']:.1f} GFLOPs at {w}x{h}")
+        return
+    print(f'Mask R-CNN at {w}x{h}, mmengine counter')
+    print('| backbone | params (M) | paper | diff | FLOPs train (G) | FLOPs deploy (G) | paper '
+          '| diff (deploy) |')
+    print('|---|---|---|---|---|---|---|---|')
+    for name, path in PAPER_CONFIGS.items():
+        cfg = load(path)
+        train = detector_complexity(cfg, h, w)
+        deploy = detector_complexity(cfg, h, w, deploy=True) if name != 'r50' else train
+        paper = PAPER_MASK_RCNN[name]
+        print(f"| {'ResNet50' if name == 'r50' else 'PartialNet-' + name.upper()} | "
+              f"{train['params']:.2f} | {paper['params']} | "
+              f"{100 * (train['params'] / paper['params'] - 1):+.1f}% | {train['flops']:.1f} | "
+              f"{deploy['flops']:.1f} | {paper['flops']} | "
+              f"{100 * (deploy['flops'] / paper['flops'] - 1):+.1f}% |", flush=True)
+
+
+if __name__ == '__main__':
+    main()
