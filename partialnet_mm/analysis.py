@@ -57,6 +57,25 @@ def measure(arch: str, input_size: int = 224) -> Dict[str, float]:
                 flops_deploy=flops_deploy / 1e9)
 
 
+# Paper table 12: PartialNet-T2 top-1 with each partial attention branch.
+PAPER_T2_ATTENTION_TOP1 = {'srm': 79.6, 'se': 79.8, 'gaussian': 80.2, 'eca': None}
+
+
+def attention_table(arch: str = 't2', input_size: int = 224) -> List[Dict[str, float]]:
+    """Params (M) and FLOPs (G, training and deployed graph) of a PartialNet classifier
+    with each PAT_ch attention branch (the paper's table 12 layout)."""
+    rows = []
+    for name in ('srm', 'se', 'gaussian', 'eca'):
+        model = PartialNetClassifier(arch, channel_attention=name).eval()
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        flops_train = count_flops(model, input_size) / 1e9
+        model.switch_to_deploy()
+        rows.append(dict(attention=name, params=params, flops_train=flops_train,
+                         flops_deploy=count_flops(model, input_size) / 1e9,
+                         paper_top1=PAPER_T2_ATTENTION_TOP1[name]))
+    return rows
+
+
 def fidelity_table(archs=tuple(PAPER), input_size: int = 224) -> List[Dict[str, float]]:
     rows = []
     for arch in archs:

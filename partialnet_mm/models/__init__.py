@@ -2,11 +2,13 @@ from .attention import (CHANNEL_ATTENTIONS, GaussianChannelAttention, ImageRelat
                         LayerNorm2d, RelPosSelfAttention, SEAttention, SpatialAttentionGate,
                         SRMAttention, irpe_euclidean_buckets, mean_std_pool)
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
+from .eca import ECA, eca_kernel_size
 from .head import PartialNetClassifier, PartialNetHead, PartialNetPreLogits
 from .partialnet import PartialNet, load_backbone_checkpoint
 from .patconv import PATChannel, PATConv, PATSelfAttention, PATSpatial
 
 __all__ = [
+    'ECA', 'eca_kernel_size',
     'CHANNEL_ATTENTIONS', 'GaussianChannelAttention', 'ImageRelativePositionBias', 'LayerNorm2d',
     'RelPosSelfAttention', 'SEAttention', 'SpatialAttentionGate', 'SRMAttention',
     'irpe_euclidean_buckets', 'mean_std_pool', 'PartialMLP', 'PartialNetBlock',

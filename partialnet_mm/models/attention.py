@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .eca import ECA
 from .utils import ConvNorm, build_norm
 
 
@@ -83,6 +84,7 @@ CHANNEL_ATTENTIONS = {
     'gaussian': GaussianChannelAttention,
     'se': SEAttention,
     'srm': SRMAttention,
+    'eca': ECA,
 }
 
 

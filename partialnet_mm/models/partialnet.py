@@ -34,7 +34,8 @@ class PartialNet(BaseModule):
         mlp_ratio (float): MLP expansion. partial_ratio (float): share of channels
             given to the 3x3 conv in PAT_ch / PAT_sf.
         num_heads (int), attn_drop (float), proj_drop (float): PAT_sf's attention.
-        channel_attention (str): PAT_ch's attention: 'gaussian' (the paper's), 'se', 'srm'.
+        channel_attention (str): PAT_ch's attention: 'gaussian' (the paper's), 'se', 'srm',
+            'eca'.
         with_pat_sp (bool): PAT_sp at the end of every MLP (the paper's parameter
             counts need it; the authors' released configs switch it off for most variants).
         with_out_norm (bool): a norm on each output (detection); classification

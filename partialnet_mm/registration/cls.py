@@ -9,7 +9,7 @@ from mmpretrain.models.heads import ClsHead
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 
-from ..models import PartialNet, PartialNetPreLogits
+from ..models import ECA, PartialNet, PartialNetPreLogits
 
 
 class PartialNetClsHead(ClsHead):
@@ -64,3 +64,4 @@ class MultiScaleClsDataPreprocessor(ClsDataPreprocessor):
 MODELS.register_module(module=PartialNet, force=True)
 MODELS.register_module(module=PartialNetClsHead, force=True)
 MODELS.register_module(module=MultiScaleClsDataPreprocessor, force=True)
+MODELS.register_module(module=ECA, force=True)  # plugin of mmdet's ResNet used from mmpretrain
