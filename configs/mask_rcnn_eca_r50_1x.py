@@ -5,7 +5,8 @@
 #
 # Targets (ECA-Net paper, COCO val2017, Mask R-CNN with ECA-Net50): box AP 39.0, mask AP 35.6
 # (ECA-Net101: 41.3 / 37.4); Faster R-CNN box AP 38.0 / 40.3, RetinaNet 37.3 / 39.1.
-# The ResNet-50 weights below have no ECA parameters; those start from their initialisation. Use an ImageNet ECA-ResNet-50 checkpoint for the paper's setting.
+# The ResNet-50 weights below have no ECA parameters; those start from their initialisation.
+# Use an ImageNet ECA-ResNet-50 checkpoint for the paper's setting.
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['partialnet_mm'], allow_failed_imports=False)
 
