@@ -62,7 +62,6 @@ def _add_cfg_options(argv: List[str], options: List[str]) -> List[str]:
 
 
 def _cpu_distributed(argv: List[str]) -> List[str]:
-    import torch
     import torch.distributed as dist
     if not dist.is_initialized():  # mmengine skips its own init (which needs CUDA) then
         dist.init_process_group(backend='gloo')

@@ -30,7 +30,7 @@ def test_out_indices(out_indices, expected):
     assert model.out_indices == tuple(expected)
     outs = model(torch.randn(2, 3, 64, 64))
     assert isinstance(outs, tuple) and len(outs) == len(expected)
-    for o, i in zip(outs, expected):
+    for o, i in zip(outs, expected, strict=True):
         assert o.shape == (2, 16 * 2 ** i, 64 // 2 ** (i + 2), 64 // 2 ** (i + 2))
     assert not hasattr(model, 'norm1') or 1 in expected
 
@@ -163,7 +163,7 @@ def test_norm_eval():
     assert bns and all(not m.training for m in bns)
     stats = [m.running_mean.clone() for m in bns]
     model(torch.randn(2, 3, 64, 64))
-    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns))
+    assert all(torch.equal(s, m.running_mean) for s, m in zip(stats, bns, strict=True))
     # other modules stay in training mode (dropout in PAT_sf)
     assert model.stages[3].blocks[0].token_mixer.attn.attn.attn_drop.training
     model.eval()
@@ -184,7 +184,7 @@ def test_with_cp_same_output_and_grads():
         out = model(xi)
         sum((o * o).sum() for o in out).backward()
         outs.append((out, xi.grad, {n: p.grad for n, p in model.named_parameters()}))
-    for a, b in zip(outs[0][0], outs[1][0]):
+    for a, b in zip(outs[0][0], outs[1][0], strict=True):
         assert torch.allclose(a, b, atol=1e-5)
     assert torch.allclose(outs[0][1], outs[1][1], atol=1e-5)
     for name, g in outs[0][2].items():
@@ -210,7 +210,7 @@ def test_deploy_equals_training_graph(arch):
         model.switch_to_deploy()
         out = model(x)
     assert model.deploy
-    for a, b in zip(ref, out):
+    for a, b in zip(ref, out, strict=True):
         assert (a - b).abs().max() <= 1e-4
     # every foldable BN is gone; only the output norms and the BN after PAT_sp's
     # attention multiply (not adjacent to any conv) remain

@@ -111,7 +111,7 @@ def test_pat_eca_every_variant_builds_and_fuses(arch):
         ref = model(x)
         model.switch_to_deploy()
         out = model(x)
-    for a, b in zip(ref, out):
+    for a, b in zip(ref, out, strict=True):
         assert (a - b).abs().max() <= 1e-4
 
 

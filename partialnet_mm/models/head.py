@@ -1,5 +1,4 @@
 """The paper's classification head and a pure-torch classifier (for FLOPs, benchmarks)."""
-from typing import Optional
 
 import torch
 import torch.nn as nn

@@ -102,7 +102,7 @@ class PartialNet(BaseModule):
         self.patch_embed = ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
         drop_path_rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
         self.stages = nn.ModuleList()
-        for i, (dim, depth) in enumerate(zip(self.channels, depths)):
+        for i, (dim, depth) in enumerate(zip(self.channels, depths, strict=True)):
             blocks = nn.Sequential()
             for _ in range(depth):
                 mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp)

@@ -22,6 +22,6 @@ def register_all() -> dict:
             done[framework] = True
         except Exception as err:  # an installed but broken framework must not hide the models
             warnings.warn(f'partialnet_mm: {framework} is installed but failed to import, so '
-                          f'PartialNet is not registered there: {type(err).__name__}: {err}')
+                          f'PartialNet is not registered there: {type(err).__name__}: {err}', stacklevel=2)
             done[framework] = False
     return done
