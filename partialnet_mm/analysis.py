@@ -30,25 +30,31 @@ AUTHORS_CODE = {
 }
 
 
-def count_flops(model: torch.nn.Module, input_size: int = 224) -> int:
-    """Multiply-adds of one (1, 3, size, size) forward, by mmengine's counter."""
+def _complexity(model: torch.nn.Module, **kwargs) -> dict:
+    """mmengine's ``get_model_complexity_info`` without its per-operator warnings
+    ("unsupported operator" for element-wise ops)."""
     from mmengine.analysis import get_model_complexity_info
     from mmengine.logging import MMLogger
 
     logger = MMLogger.get_instance('mmengine')
     level = logger.level
-    logger.setLevel(logging.ERROR)  # "unsupported operator" warnings for element-wise ops
+    logger.setLevel(logging.ERROR)
     try:
-        result = get_model_complexity_info(model, input_shape=(3, input_size, input_size),
-                                           show_table=False, show_arch=False)
+        with torch.no_grad():
+            return get_model_complexity_info(model, show_table=False, show_arch=False, **kwargs)
     finally:
         logger.setLevel(level)
-    return int(result['flops'])
 
 
-def measure(arch: str, input_size: int = 224) -> Dict[str, float]:
-    """Params (M) of the training graph, FLOPs (G) of the training and deployed graphs."""
-    model = PartialNetClassifier(arch).eval()
+def count_flops(model: torch.nn.Module, input_size: int = 224) -> int:
+    """Multiply-adds of one (1, 3, size, size) forward, by mmengine's counter."""
+    return int(_complexity(model, input_shape=(3, input_size, input_size))['flops'])
+
+
+def measure(arch: str, input_size: int = 224, **model_kwargs) -> Dict[str, float]:
+    """Params (M) of the training graph, FLOPs (G) of the training and deployed graphs
+    of ``PartialNetClassifier(arch, **model_kwargs)``."""
+    model = PartialNetClassifier(arch, **model_kwargs).eval()
     params = sum(p.numel() for p in model.parameters())
     flops_train = count_flops(model, input_size)
     model.switch_to_deploy()
@@ -64,16 +70,9 @@ PAPER_T2_ATTENTION_TOP1 = {'srm': 79.6, 'se': 79.8, 'gaussian': 80.2, 'eca': Non
 def attention_table(arch: str = 't2', input_size: int = 224) -> List[Dict[str, float]]:
     """Params (M) and FLOPs (G, training and deployed graph) of a PartialNet classifier
     with each PAT_ch attention branch (the paper's table 12 layout)."""
-    rows = []
-    for name in ('srm', 'se', 'gaussian', 'eca'):
-        model = PartialNetClassifier(arch, channel_attention=name).eval()
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        flops_train = count_flops(model, input_size) / 1e9
-        model.switch_to_deploy()
-        rows.append(dict(attention=name, params=params, flops_train=flops_train,
-                         flops_deploy=count_flops(model, input_size) / 1e9,
-                         paper_top1=PAPER_T2_ATTENTION_TOP1[name]))
-    return rows
+    return [dict(attention=name, **measure(arch, input_size, channel_attention=name),
+                 paper_top1=PAPER_T2_ATTENTION_TOP1[name])
+            for name in ('srm', 'se', 'gaussian', 'eca')]
 
 
 def fidelity_table(archs=tuple(PAPER), input_size: int = 224) -> List[Dict[str, float]]:
@@ -120,8 +119,6 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
 
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from mmengine.analysis import get_model_complexity_info
-    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmengine.structures import InstanceData
 
@@ -148,15 +145,7 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
             rpn = self.detector.rpn_head(feats)
             return rpn, self.detector.roi_head(feats, [proposals])
 
-    logger = MMLogger.get_instance('mmengine')
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with torch.no_grad():
-            result = get_model_complexity_info(_Dummy(model), inputs=(torch.zeros(1, 3, height, width),),
-                                               show_table=False, show_arch=False)
-    finally:
-        logger.setLevel(level)
+    result = _complexity(_Dummy(model), inputs=(torch.zeros(1, 3, height, width),))
     return dict(params=params / 1e6, flops=result['flops'] / 1e9)
 
 
