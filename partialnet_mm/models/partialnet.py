@@ -1,7 +1,7 @@
 """The PartialNet backbone (T0/T1/T2/S/M/L) with the OpenMMLab backbone contract."""
 import copy
 import os.path as osp
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .attention import CHANNEL_ATTENTIONS
+from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .patconv import PATChannel, PATSelfAttention
 from .utils import ConvNorm, build_norm
@@ -31,8 +32,14 @@ class PartialNet(BaseModule):
         norm_eval (bool): keep every BN in eval mode during training.
         with_cp (bool): gradient checkpointing per block (saves memory).
         drop_path_rate (float): stochastic depth, linearly increasing over blocks.
-        mlp_ratio (float): MLP expansion. partial_ratio (float): share of channels
-            given to the 3x3 conv in PAT_ch / PAT_sf.
+        mlp_ratio (float): MLP expansion.
+        partial_ratio (float | Sequence): share of channels given to the 3x3 conv in
+            PAT_ch / PAT_sf: one float, one per stage (4 floats), or one per block (4
+            sequences of ``depths[i]`` floats, e.g. learned by DPConv and written by
+            tools/export_split_ratios.py). With ``dpconv`` it is the gates' start.
+        dpconv (dict | None): learn every block's split ratio with DPConv gates
+            (``dict(init_scale=1e-8)``); PAT_ch uses the Gaussian or SRM attention then.
+            Freeze the learned ratios with tools/export_split_ratios.py.
         num_heads (int), attn_drop (float), proj_drop (float): PAT_sf's attention.
         channel_attention (str): PAT_ch's attention: 'gaussian' (the paper's), 'se', 'srm',
             'eca'.
@@ -67,7 +74,8 @@ class PartialNet(BaseModule):
                  with_cp: bool = False,
                  drop_path_rate: float = 0.0,
                  mlp_ratio: float = 2.0,
-                 partial_ratio: float = 0.25,
+                 partial_ratio: Union[float, Sequence] = 0.25,
+                 dpconv: Optional[dict] = None,
                  num_heads: int = 4,
                  attn_drop: float = 0.1,
                  proj_drop: float = 0.1,
@@ -98,20 +106,26 @@ class PartialNet(BaseModule):
         self.with_cp = with_cp
         self.deploy = False
         self.channels = [embed_dims * 2 ** i for i in range(self.num_stages)]
+        ratios = self.parse_partial_ratio(partial_ratio, depths)
+        dpconv = self.parse_dpconv(dpconv)
+        self.dpconv = dpconv is not None
 
         self.patch_embed = ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
         drop_path_rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
         self.stages = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(self.channels, depths, strict=True)):
             blocks = nn.Sequential()
-            for _ in range(depth):
+            for ratio in ratios[i]:
                 mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp)
                 if i < self.num_stages - 1:
-                    mixer = PATChannel(dim, partial_ratio, CHANNEL_ATTENTIONS[channel_attention],
-                                       norm_cfg)
+                    mixer_type = DynamicPATChannel if self.dpconv else PATChannel
+                    mixer = mixer_type(dim, ratio, CHANNEL_ATTENTIONS[channel_attention],
+                                       norm_cfg, **(dpconv or {}))
                     block = PartialNetBlock(mixer, mlp, next(drop_path_rates))
                 else:
-                    mixer = PATSelfAttention(dim, partial_ratio, num_heads, attn_drop, proj_drop)
+                    mixer_type = DynamicPATSelfAttention if self.dpconv else PATSelfAttention
+                    mixer = mixer_type(dim, ratio, num_heads, attn_drop, proj_drop,
+                                       **(dpconv or {}))
                     block = PartialNetBlockV2(mixer, mlp, next(drop_path_rates))
                 blocks.append(block)
             downsample = ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg) if i > 0 else None
@@ -147,6 +161,57 @@ class PartialNet(BaseModule):
             raise ValueError(f'arch embed_dims must be positive, got {arch["embed_dims"]}')
         return dict(embed_dims=int(arch['embed_dims']), depths=depths,
                     act_cfg=copy.deepcopy(arch['act_cfg']))
+
+    @classmethod
+    def parse_partial_ratio(cls, ratio, depths: Sequence[int]) -> List[List[float]]:
+        """A float, 4 per-stage floats or 4 per-block lists -> one float per block."""
+        def number(r, where):
+            if isinstance(r, bool) or not isinstance(r, (int, float)):
+                raise TypeError(f'partial_ratio{where} must be a number, got {r!r}')
+            return float(r)
+
+        if not isinstance(ratio, (list, tuple)):
+            return [[number(ratio, '')] * d for d in depths]
+        if len(ratio) != cls.num_stages:
+            raise ValueError(f'partial_ratio needs one entry per stage ({cls.num_stages}), got '
+                             f'{len(ratio)}: {ratio!r}')
+        result = []
+        for i, (r, d) in enumerate(zip(ratio, depths, strict=True)):
+            if isinstance(r, (list, tuple)):
+                if len(r) != d:
+                    raise ValueError(f'partial_ratio[{i}] has {len(r)} entries but stage {i} has '
+                                     f'{d} blocks')
+                result.append([number(x, f'[{i}][{j}]') for j, x in enumerate(r)])
+            else:
+                result.append([number(r, f'[{i}]')] * d)
+        return result
+
+    @staticmethod
+    def parse_dpconv(dpconv: Optional[dict]) -> Optional[dict]:
+        if dpconv is None or dpconv is False:
+            return None
+        if dpconv is True:
+            return {}
+        if not isinstance(dpconv, dict):
+            raise TypeError(f'dpconv must be None or a dict, got {dpconv!r}')
+        unknown = set(dpconv) - {'init_scale'}
+        if unknown:
+            raise KeyError(f'unknown dpconv settings {sorted(unknown)}; accepted: init_scale')
+        return dict(dpconv)
+
+    def split_ratios(self) -> List[List[float]]:
+        """The conv share of every PAT_ch / PAT_sf block (learned ones for DPConv)."""
+        result = []
+        for stage in self.stages:
+            row = []
+            for block in stage.blocks:
+                mixer = block.token_mixer
+                if isinstance(mixer, DynamicPATConv):
+                    row.append(mixer.gates.ratio())
+                else:
+                    row.append(mixer.conv_channels / mixer.channels)
+            result.append(row)
+        return result
 
     @classmethod
     def parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
@@ -214,6 +279,10 @@ class PartialNet(BaseModule):
         """Fold every BN that an adjacent conv can absorb and PAT_sp's BN + 1x1 conv
         into the MLP's second 1x1 conv. Eval-mode output is unchanged; the result is
         for inference only."""
+        if self.dpconv:
+            raise RuntimeError('PartialNet(dpconv=...) learns its split ratios and cannot be '
+                               'deployed as is: export them with tools/export_split_ratios.py and '
+                               'deploy the plain PartialNet built from them')
         self.patch_embed.switch_to_deploy()
         for stage in self.stages:
             if isinstance(stage.downsample, ConvNorm):

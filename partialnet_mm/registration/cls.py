@@ -1,15 +1,21 @@
-"""Register PartialNet and the paper's classification head in MMPretrain."""
+"""Register PartialNet, the paper's classification head, and DPConv training
+(classifier with the DPConv losses, ratio-logging hook, a small real dataset) in MMPretrain."""
 import random
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmpretrain.datasets import BaseDataset
+from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.models.heads import ClsHead
 from mmpretrain.models.utils import ClsDataPreprocessor
-from mmpretrain.registry import MODELS
+from mmpretrain.registry import DATASETS, HOOKS, MODELS
 
-from ..models import ECA, PartialNet, PartialNetPreLogits
+from ..dpconv_hook import DPConvRatioHook
+from ..models import ECA, PartialNet, PartialNetPreLogits, collect_gates, dpconv_losses
+from ..models.dpconv import check_budget
 
 
 class PartialNetClsHead(ClsHead):
@@ -61,7 +67,81 @@ class MultiScaleClsDataPreprocessor(ClsDataPreprocessor):
         return data
 
 
+class DPConvImageClassifier(ImageClassifier):
+    """ImageClassifier that adds DPConv's two terms to the loss dict it returns:
+    ``loss_dpconv_complexity`` (the task loss scaled by ``(budget_cost / cost)**alpha``
+    while the cost is over budget, as an additive entry) and ``loss_dpconv_order``;
+    ``dpconv_cost_ratio`` (cost / budget) is logged alongside.
+
+    Args:
+        dpconv_loss (dict): ``budget`` b (the budget is the cost of split ratio 1/b),
+            ``alpha`` (negative; FACTS: -0.01) and ``order_weight``.
+    """
+
+    def __init__(self, *args, dpconv_loss: dict = dict(budget=4.0, alpha=-0.01, order_weight=1.0),
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        unknown = set(dpconv_loss) - {'budget', 'alpha', 'order_weight'}
+        if unknown:
+            raise KeyError(f'unknown dpconv_loss settings {sorted(unknown)}; accepted: budget, '
+                           f'alpha, order_weight')
+        gates = collect_gates(self.backbone)
+        if not gates:
+            raise ValueError('DPConvImageClassifier needs a backbone with DPConv gates, e.g. '
+                             'PartialNet(dpconv=dict())')
+        self.dpconv_loss = dict(dict(budget=4.0, alpha=-0.01, order_weight=1.0), **dpconv_loss)
+        check_budget(self.dpconv_loss['budget'], [g.channels for _, g in gates])
+        if not self.dpconv_loss['alpha'] < 0:
+            raise ValueError(f'dpconv_loss alpha must be negative (it penalises cost above '
+                             f'budget), got {self.dpconv_loss["alpha"]}')
+
+    def loss(self, inputs: torch.Tensor, data_samples) -> dict:
+        losses = super().loss(inputs, data_samples)
+        task = sum(v for k, v in losses.items() if 'loss' in k)
+        losses.update(dpconv_losses(self.backbone, task, **self.dpconv_loss))
+        return losses
+
+
+class DigitsDataset(BaseDataset):
+    """scikit-learn's handwritten digits (1797 real 8x8 scans, 10 classes), upsampled to
+    ``size`` x ``size`` RGB: a small real image set that ships inside a PyPI package.
+
+    The split is fixed: every ``test_every``-th image is in 'test', the rest in 'train'.
+    """
+
+    METAINFO = dict(classes=tuple(str(i) for i in range(10)))
+
+    def __init__(self, split: str = 'train', size: int = 64, test_every: int = 5, **kwargs):
+        if split not in ('train', 'test'):
+            raise ValueError(f'DigitsDataset split must be "train" or "test", got {split!r}')
+        if size < 8:
+            raise ValueError(f'DigitsDataset size must be >= 8, got {size}')
+        self.split, self.size, self.test_every = split, int(size), int(test_every)
+        kwargs.setdefault('ann_file', '')
+        super().__init__(**kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        import cv2
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as err:
+            raise ImportError('DigitsDataset needs scikit-learn (pip install scikit-learn)') \
+                from err
+        digits = load_digits()
+        data = []
+        for i, (image, label) in enumerate(zip(digits.images, digits.target, strict=True)):
+            if (i % self.test_every == 0) != (self.split == 'test'):
+                continue
+            img = np.clip(image / 16.0 * 255.0, 0, 255).astype(np.uint8)
+            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+            data.append(dict(img=np.repeat(img[:, :, None], 3, axis=2), gt_label=int(label)))
+        return data
+
+
 MODELS.register_module(module=PartialNet, force=True)
+MODELS.register_module(module=DPConvImageClassifier, force=True)
+HOOKS.register_module(module=DPConvRatioHook, force=True)
+DATASETS.register_module(module=DigitsDataset, force=True)
 MODELS.register_module(module=PartialNetClsHead, force=True)
 MODELS.register_module(module=MultiScaleClsDataPreprocessor, force=True)
 MODELS.register_module(module=ECA, force=True)  # plugin of mmdet's ResNet used from mmpretrain

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""DPConv on real data, on CPU, in minutes: PartialNet-T0 learns its split ratios on
+scikit-learn's handwritten digits at several budgets.
+
+    python tools/dpconv_digits.py                       # b = 2 and b = 8, ~4 min on 2 cores
+    python tools/dpconv_digits.py --budgets 4 --epochs 4
+
+For each budget b it trains configs/demo/partialnet-t0-dpconv_digits.py with
+tools/train.py (mmengine's Runner; the learned ratios are logged each epoch), exports
+the ratios with tools/export_split_ratios.py, rebuilds the plain PartialNet from them
+and evaluates both on the test split. It prints accuracy, the ratio of every layer,
+the conv cost against the budget, and writes the figure (ratio per layer) as a PNG.
+"""
+import argparse
+import json
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import torch
+from mmengine.config import Config
+from mmengine.dataset import default_collate
+from mmengine.registry import init_default_scope
+
+import partialnet_mm  # noqa: F401
+from partialnet_mm.convert import read_checkpoint
+from partialnet_mm.dpconv_export import learned_split, plot_ratios, short_layer_name
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(ROOT, 'configs', 'demo', 'partialnet-t0-dpconv_digits.py')
+
+
+@torch.no_grad()
+def accuracy(model, dataset, batch_size=120) -> float:
+    model.eval()
+    correct = 0
+    for start in range(0, len(dataset), batch_size):
+        batch = default_collate([dataset[i] for i in range(start, min(start + batch_size,
+                                                                           len(dataset)))])
+        for sample in model.test_step(batch):
+            correct += int(sample.pred_label.item() == sample.gt_label.item())
+    return correct / len(dataset)
+
+
+def conv_cost(setting, channels):
+    """sum over layers of (conv channels)**2, and the same at split ratio 1/b per b."""
+    return sum((c * r) ** 2 for row, c in zip(setting, channels, strict=True) for r in row)
+
+
+def run_budget(args, budget: float) -> dict:
+    from mmpretrain.registry import DATASETS, MODELS
+    work_dir = osp.join(args.work_dir, f'b{budget:g}')
+    train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), args.config, '--work-dir',
+             work_dir, '--cfg-options', f'model.dpconv_loss.budget={budget}',
+             f'train_cfg.max_epochs={args.epochs}', f'train_cfg.val_interval={args.epochs}',
+             f'param_scheduler.1.T_max={args.epochs - 1}', f'param_scheduler.1.end={args.epochs}',
+             f'default_hooks.checkpoint.interval={args.epochs}', f'randomness.seed={args.seed}']
+    start = time.time()
+    subprocess.run(train, check=True, stdout=subprocess.DEVNULL if args.quiet else None)
+    seconds = time.time() - start
+    ckpt = osp.join(work_dir, f'epoch_{args.epochs}.pth')
+    ratio_cfg = osp.join(work_dir, 'split_ratios.py')
+    frozen_ckpt = osp.join(work_dir, 'frozen.pth')
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'export_split_ratios.py'), ckpt,
+                    '--out', ratio_cfg, '--base-config', args.config,
+                    '--out-checkpoint', frozen_ckpt], check=True, stdout=subprocess.DEVNULL)
+
+    cfg = Config.fromfile(args.config)
+    cfg.model.dpconv_loss.budget = budget
+    init_default_scope('mmpretrain')
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    dp_model = MODELS.build(cfg.model)
+    dp_model.load_state_dict(read_checkpoint(ckpt)[1])
+    frozen_cfg = Config.fromfile(ratio_cfg)
+    frozen_cfg.model.type = 'ImageClassifier'
+    frozen_cfg.model.pop('dpconv_loss')
+    plain = MODELS.build(frozen_cfg.model)
+    plain.load_state_dict(read_checkpoint(frozen_ckpt)[1])  # strict
+
+    setting, ratios, _ = learned_split(read_checkpoint(ckpt)[1])
+    channels = dp_model.backbone.channels
+    cost = conv_cost(setting, channels)
+    limit = sum(d * (c / budget) ** 2 for d, c in zip(map(len, setting), channels, strict=True))
+    return dict(budget=budget, seconds=seconds, accuracy=accuracy(dp_model, dataset),
+                frozen_accuracy=accuracy(plain, dataset), ratios=ratios, partial_ratio=setting,
+                cost=cost, budget_cost=limit, budget_met=cost <= limit, checkpoint=ckpt,
+                ratio_config=ratio_cfg, frozen_checkpoint=frozen_ckpt)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--config', default=CONFIG)
+    parser.add_argument('--budgets', type=float, nargs='+', default=[2, 8])
+    parser.add_argument('--epochs', type=int, default=8)
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--work-dir', default='work_dirs/dpconv_digits')
+    parser.add_argument('--quiet', action='store_true', help='hide the training logs')
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error('--epochs must be >= 2 (one warm-up epoch, then cosine)')
+
+    results = [run_budget(args, b) for b in args.budgets]
+    png = plot_ratios({f'b={r["budget"]:g} (top-1 {100 * r["accuracy"]:.1f}%)': r['ratios']
+                       for r in results}, osp.join(args.work_dir, 'split_ratios.png'),
+                      'PartialNet-T0 + DPConv on digits: learned split ratio per layer')
+    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
+        json.dump(results, f, indent=1)
+
+    print('\n| budget b | top-1 (DPConv) | top-1 (frozen plain) | conv cost / budget | '
+          'budget met | train time (s) |')
+    print('|---|---|---|---|---|---|')
+    for r in results:
+        print(f'| {r["budget"]:g} | {100 * r["accuracy"]:.2f}% | {100 * r["frozen_accuracy"]:.2f}%'
+              f' | {r["cost"] / r["budget_cost"]:.3f} | {"yes" if r["budget_met"] else "NO"} | '
+              f'{r["seconds"]:.0f} |')
+    layers = list(results[0]['ratios'])
+    print('\n| layer | ' + ' | '.join(f'b={r["budget"]:g}' for r in results) + ' |')
+    print('|---|' + '---|' * len(results))
+    for layer in layers:
+        print(f'| {short_layer_name(layer)} | '
+              + ' | '.join(f'1/{1 / r["ratios"][layer]:g}' for r in results) + ' |')
+    print(f'\nfigure: {png}\nresults: {osp.join(args.work_dir, "results.json")}')
+    sys.stdout.flush()
+
+
+if __name__ == '__main__':
+    main()
