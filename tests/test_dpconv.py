@@ -1,8 +1,6 @@
 """DPConv: learned split ratios (gates, masks, losses), freezing, mmpretrain training,
 the export and plot tools."""
-import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
@@ -14,6 +12,7 @@ from partialnet_mm.models import (ChannelGates, DPConv, DynamicPATChannel,
                                   collect_gates, dpconv_losses, freeze_state_dict)
 
 from conftest import TINY, mm_build, randomize_bn
+from test_configs_tools import _run
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DP_CONFIG = osp.join(REPO, 'configs', 'partialnet-t0-dpconv_8xb512_in1k.py')
@@ -292,14 +291,8 @@ def test_imagenet_dpconv_config_and_loss_dict():
         mm_build('mmpretrain', bad)
 
 
-def _env():
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
-
-
-def _tool(*args, timeout=600):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
-    return proc.returncode, proc.stdout + proc.stderr
+def _tool(*args):
+    return _run([sys.executable, *args])
 
 
 TINY_CLS = """

@@ -150,12 +150,10 @@ class ChannelGates(nn.Module):
 
     def order_loss(self) -> torch.Tensor:
         """``sum |g|`` over the free gates from the first illegal 0-then-1 step on."""
-        b = self.raw_bits().tolist()
-        steps = [k for k in range(1, len(b)) if b[k - 1] == 0 and b[k] == 1]
-        if not steps:
+        step = first_illegal_step(self.raw_bits().tolist())
+        if step is None:
             return self.gate.abs().sum() * 0
-        first_free = max(steps[0] - self.min_on, 0)
-        return self.gate[first_free:].abs().sum()
+        return self.gate[max(step - self.min_on, 0):].abs().sum()
 
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, bits={self.num_bits}, group={self.group}, '
@@ -379,9 +377,14 @@ def slice_mixer_state(state: Dict[str, torch.Tensor], channels: int,
     return out
 
 
+def first_illegal_step(bits: List[int]) -> Optional[int]:
+    """Index of the first gate that is on above an off one (a 0-then-1 step), or None."""
+    return next((k for k in range(1, len(bits)) if bits[k - 1] == 0 and bits[k] == 1), None)
+
+
 def is_prefix(bits: List[int]) -> bool:
     """No gate on above one that is off (no 0-then-1 step from the low bits up)."""
-    return all(not (bits[k - 1] == 0 and bits[k] == 1) for k in range(1, len(bits)))
+    return first_illegal_step(bits) is None
 
 
 def gate_state_ratio(gate: torch.Tensor, fixed: torch.Tensor,
