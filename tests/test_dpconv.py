@@ -91,7 +91,7 @@ def test_dpconv_train_equals_eval(channels):
     n = layer.gates.num_bits
     for state in legal_states(n) + [[0, 1] + [0] * (n - 2), [1, 0] + [1] * (n - 2)]:
         set_gates(layer.gates, state)
-        idx = layer.gates.conv_index()
+        idx = layer.gates.channel_mask().nonzero().flatten()
         y_train = layer.train()(x)
         y_eval = layer.eval()(x)
         assert torch.allclose(y_train, y_eval, atol=1e-5)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .attention import GaussianChannelAttention, SRMAttention
 from .patconv import ChannelAttentionBranch, PATChannel, PATSelfAttention, SelfAttentionBranch
-from .utils import check_split
+from .utils import check_input_channels, check_split
 
 
 def power_of_two_part(channels: int, what: str = 'DPConv') -> Tuple[int, int]:
@@ -128,10 +128,6 @@ class ChannelGates(nn.Module):
             u = torch.kron(b * torch.ones_like(eye) + (1 - b) * eye, u)
         return u
 
-    @torch.no_grad()
-    def conv_index(self) -> torch.Tensor:
-        return self.channel_mask().nonzero().flatten()
-
     def conv_channels(self) -> int:
         return int(self.group * 2 ** int(self.bits().sum().item()))
 
@@ -158,12 +154,6 @@ class ChannelGates(nn.Module):
     def extra_repr(self) -> str:
         return (f'channels={self.channels}, bits={self.num_bits}, group={self.group}, '
                 f'free=[{self.min_on}, {self.max_on})')
-
-
-def _check_input(x: torch.Tensor, channels: int, what: str) -> None:
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f'{what} expects input of shape (B, {channels}, H, W), '
-                         f'got {tuple(x.shape)}')
 
 
 class PartialConv3x3(nn.Module):
@@ -201,13 +191,13 @@ class DPConv(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.channels, type(self).__name__)
+        check_input_channels(x, self.channels, type(self).__name__)
         if self.training:
             a = self.gates.channel_mask().to(x.dtype).view(1, -1, 1, 1)
             return a * self.conv(x * a) + (1 - a) * x
-        idx = self.gates.conv_index()
-        weight = self.conv.weight[idx][:, idx]
-        return x.index_copy(1, idx, F.conv2d(x.index_select(1, idx), weight, padding=1))
+        k = self.gates.conv_channels()  # always a channel prefix
+        y = F.conv2d(x[:, :k], self.conv.weight[:k, :k], padding=1)
+        return torch.cat((y, x[:, k:]), dim=1)
 
     @torch.no_grad()
     def freeze(self) -> PartialConv3x3:
@@ -242,7 +232,7 @@ class DynamicPATConv(nn.Module):
         return self.attn(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.channels, type(self).__name__)
+        check_input_channels(x, self.channels, type(self).__name__)
         a = self.gates.channel_mask().to(x.dtype).view(1, -1, 1, 1)
         keep = 1 - a
         return a * self.conv(x * a) + keep * self.attend(x * keep, keep)

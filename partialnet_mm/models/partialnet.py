@@ -13,7 +13,7 @@ from .attention import CHANNEL_ATTENTIONS
 from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .patconv import PATChannel, PATSelfAttention
-from .utils import ConvNorm, build_norm
+from .utils import ConvNorm, build_norm, check_input_channels
 
 
 class PartialNet(BaseModule):
@@ -228,9 +228,7 @@ class PartialNet(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f'PartialNet expects input of shape (B, {self.in_channels}, H, W), '
-                             f'got {tuple(x.shape)}')
+        check_input_channels(x, self.in_channels, 'PartialNet')
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'PartialNet needs H and W >= {self.min_input_size} (total stride '
                              f'32), got {tuple(x.shape[-2:])}')

@@ -143,6 +143,13 @@ class ConvNorm(nn.Sequential):
         self.norm = nn.Identity()
 
 
+def check_input_channels(x: torch.Tensor, channels: int, what: str) -> None:
+    """An NCHW input with ``channels`` channels, or a ValueError naming ``what``."""
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f'{what} expects input of shape (B, {channels}, H, W), '
+                         f'got {tuple(x.shape)}')
+
+
 def check_split(channels: int, ratio: float, what: str) -> int:
     """Number of channels of the first part when ``channels`` are split by ``ratio``.
 
