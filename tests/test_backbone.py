@@ -215,7 +215,7 @@ def test_deploy_equals_training_graph(arch):
     # every foldable BN is gone; only the output norms and the BN after PAT_sp's
     # attention multiply (not adjacent to any conv) remain
     kept = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
-    assert all(n.startswith('norm') or n.endswith('pat_sp.attn.norm') for n in kept), kept
+    assert all(n.startswith('norm') for n in kept), kept
 
 
 def test_deploy_classifier_fewer_params_same_output():

@@ -177,7 +177,8 @@ def test_mlp_deploy_folds_pat_sp(with_pat_sp):
     mlp.switch_to_deploy()
     assert not any(isinstance(m, nn.BatchNorm2d) for m in mlp.fc1.modules())
     if with_pat_sp:
-        assert isinstance(mlp.pat_sp.mix, nn.Identity) and mlp.fc2.bias is not None
+        assert isinstance(mlp.pat_sp, InplaceSpatialGate) and mlp.fc2.bias is not None
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in mlp.modules())
     assert torch.allclose(mlp(x), ref, atol=1e-5)
 
 
@@ -207,8 +208,7 @@ def test_block_deploy_folds_attention_norm():
     ref = block(x)
     block.switch_to_deploy()
     assert isinstance(block.token_mixer.attn.norm, nn.Identity)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules()
-                   if m is not block.mlp.pat_sp.attn.norm)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules())
     assert torch.allclose(block(x), ref, atol=1e-5)
 
 

@@ -5,8 +5,10 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 
+from .attention import InplaceSpatialGate
 from .patconv import PATSpatial
-from .utils import (ConvNorm, DropPath, bn_affine, build_act, fold_affine_into_next_conv)
+from .utils import (ConvNorm, DropPath, InplaceResidual, Residual, bn_affine, build_act,
+                    fold_affine_into_next_conv, inplace_act)
 
 
 class PartialMLP(nn.Module):
@@ -29,9 +31,13 @@ class PartialMLP(nn.Module):
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Fuse fc1+BN; fold PAT_sp's second half (BN then 1x1 conv) into fc2's rows."""
+        """Fuse fc1+BN; fold PAT_sp's second half (BN then 1x1 conv) into fc2's rows; run
+        the activation and PAT_sp's attention half in place on the fresh conv outputs."""
+        if isinstance(self.pat_sp, InplaceSpatialGate):
+            return
         self.fc1.switch_to_deploy()
-        if self.pat_sp is None or isinstance(self.pat_sp.mix, nn.Identity):
+        self.act = inplace_act(self.act)
+        if self.pat_sp is None:
             return
         start = self.pat_sp.attn_channels
         scale, shift = bn_affine(self.pat_sp.mix.norm)
@@ -45,7 +51,7 @@ class PartialMLP(nn.Module):
         fc2.weight.copy_(w2)
         fc2.bias.copy_(b2)
         self.fc2 = fc2
-        self.pat_sp.mix = nn.Identity()
+        self.pat_sp = InplaceSpatialGate(self.pat_sp.attn)
 
 
 class PartialNetBlock(nn.Module):
@@ -56,9 +62,10 @@ class PartialNetBlock(nn.Module):
         self.token_mixer = token_mixer
         self.mlp = mlp
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.residual = Residual()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.mlp(self.token_mixer(x)))
+        return self.residual(x, self.drop_path(self.mlp(self.token_mixer(x))))
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
@@ -73,6 +80,8 @@ class PartialNetBlock(nn.Module):
                                                   scale, shift)
             self.token_mixer.pop_trailing_norm()
         self.mlp.switch_to_deploy()
+        # both branches (the MLP's last conv, PATConv's concat) return fresh tensors
+        self.residual = InplaceResidual()
 
 
 class PartialNetBlockV2(PartialNetBlock):
@@ -80,8 +89,8 @@ class PartialNetBlockV2(PartialNetBlock):
     ``y = x + DropPath(MLP(x))``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.token_mixer(x)
-        return x + self.drop_path(self.mlp(x))
+        x = self.residual(x, self.token_mixer(x))
+        return self.residual(x, self.drop_path(self.mlp(x)))
 
 
 class PartialNetStage(nn.Module):

@@ -13,7 +13,7 @@ from .attention import CHANNEL_ATTENTIONS
 from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .patconv import PATChannel, PATSelfAttention
-from .utils import ConvNorm, build_norm, check_input_channels
+from .utils import ConvNorm, PatchConv, build_norm, check_input_channels
 
 
 class PartialNet(BaseModule):
@@ -281,10 +281,13 @@ class PartialNet(BaseModule):
             raise RuntimeError('PartialNet(dpconv=...) learns its split ratios and cannot be '
                                'deployed as is: export them with tools/export_split_ratios.py and '
                                'deploy the plain PartialNet built from them')
+        if self.deploy:
+            return
         self.patch_embed.switch_to_deploy()
         for stage in self.stages:
             if isinstance(stage.downsample, ConvNorm):
                 stage.downsample.switch_to_deploy()
+                stage.downsample.conv = PatchConv(stage.downsample.conv)
             for block in stage.blocks:
                 block.switch_to_deploy()
         self.deploy = True

@@ -8,8 +8,8 @@ from typing import Callable, Type
 import torch
 import torch.nn as nn
 
-from .attention import (GaussianChannelAttention, LayerNorm2d, RelPosSelfAttention,
-                        SpatialAttentionGate)
+from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention, LayerNorm2d,
+                        RelPosSelfAttention, SpatialAttentionGate)
 from .utils import build_norm, check_split
 
 
@@ -80,6 +80,11 @@ class SelfAttentionBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(self.norm(x))
+
+    def switch_to_deploy(self) -> None:
+        if isinstance(self.attn, RelPosSelfAttention):
+            self.attn = DeployRelPosSelfAttention(self.norm, self.attn)
+            self.norm = nn.Identity()
 
 
 class PATSelfAttention(PATConv):

@@ -1,8 +1,10 @@
 """Small pure-torch helpers: norm/activation builders, DropPath, conv-BN folding."""
+import copy
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 _NORMS = {
@@ -58,6 +60,37 @@ def build_act(cfg: dict) -> nn.Module:
     if kind in ('ReLU', 'ReLU6', 'SiLU', 'Swish', 'Hardswish', 'HSwish'):
         cfg.setdefault('inplace', False)
     return _ACTS[kind](**cfg)
+
+
+class InplaceGELU(nn.GELU):
+    """GELU written over its input (for tensors the caller owns; inference)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten.gelu_(x, approximate=self.approximate)
+
+
+def inplace_act(act: nn.Module) -> nn.Module:
+    """The in-place form of an activation built by :func:`build_act` (same function)."""
+    if type(act) is nn.GELU:
+        return InplaceGELU(approximate=act.approximate)
+    if hasattr(act, 'inplace'):
+        act = copy.copy(act)
+        act.inplace = True
+    return act
+
+
+class Residual(nn.Module):
+    """``shortcut + branch``."""
+
+    def forward(self, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return shortcut + branch
+
+
+class InplaceResidual(Residual):
+    """Deploy form: adds the shortcut into the branch's fresh output, no new tensor."""
+
+    def forward(self, shortcut: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        return branch.add_(shortcut)
 
 
 class DropPath(nn.Module):
@@ -124,6 +157,36 @@ def fold_affine_into_next_conv(conv: nn.Conv2d, start: int, scale: torch.Tensor,
         fused.weight.copy_(w)
         fused.bias.copy_(bias)
     return fused
+
+
+class PatchConv(nn.Module):
+    """Deploy form of a k x k, stride k convolution (non-overlapping patches):
+    ``pixel_unshuffle`` then a 1x1 conv with the same weights, i.e. one plain GEMM
+    (oneDNN's strided 2x2 conv is the slower path at batch 1 on CPU). Trailing rows and
+    columns that do not fill a patch are dropped, as the strided conv drops them."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        k = conv.kernel_size[0]
+        if conv.kernel_size != (k, k) or conv.stride != (k, k) or conv.groups != 1 or \
+                conv.padding not in ((0, 0), 'valid') or conv.dilation != (1, 1):
+            raise ValueError(f'PatchConv needs a k x k conv with stride k, no padding or '
+                             f'groups, got {conv}')
+        self.patch = k
+        self.conv = nn.Conv2d(conv.in_channels * k * k, conv.out_channels, 1,
+                              bias=conv.bias is not None).to(conv.weight)
+        with torch.no_grad():
+            # pixel_unshuffle puts input channel c, offset (i, j) at c * k * k + i * k + j
+            self.conv.weight.copy_(conv.weight.reshape(conv.out_channels, -1, 1, 1))
+            if conv.bias is not None:
+                self.conv.bias.copy_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.patch
+        h, w = x.shape[-2] // k * k, x.shape[-1] // k * k
+        if (h, w) != tuple(x.shape[-2:]):
+            x = x[..., :h, :w]
+        return self.conv(F.pixel_unshuffle(x, k))
 
 
 class ConvNorm(nn.Sequential):

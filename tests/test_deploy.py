@@ -1,0 +1,190 @@
+"""The deployed (fused) graph, the benchmark tool and the ONNX export (issue: fast inference)."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from partialnet_mm.benchmark import FusionMismatch, check_fused, deployed, time_interleaved
+from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, PartialNetBlockV2,
+                                  PartialNetClassifier, PATChannel, PATSelfAttention,
+                                  mean_std_pool)
+from partialnet_mm.models.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
+                                            RelPosSelfAttention, one_pass_mean_std)
+from partialnet_mm.models.patconv import SelfAttentionBranch
+
+from conftest import TINY, randomize_bn
+from test_configs_tools import REPO, _run
+
+
+def _fused_matches(module, *shapes, channels_last=False, tol=1e-5):
+    module = randomize_bn(module).eval()
+    fused = deployed(module)
+    for shape in shapes:
+        x = torch.randn(*shape) * 2 + 0.5
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+            fused = fused.to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            assert (module(x) - fused(x)).abs().max() <= tol, shape
+    return fused
+
+
+def _mlp(c, act='GELU', with_pat_sp=True):
+    return PartialMLP(c, 2.0, dict(type=act), dict(type='BN'), with_pat_sp)
+
+
+@pytest.mark.parametrize('attention', sorted(CHANNEL_ATTENTIONS))
+@pytest.mark.parametrize('act', ['GELU', 'ReLU'])
+def test_fused_block_v1_every_channel_attention(attention, act):
+    torch.manual_seed(0)
+    block = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention]),
+                            _mlp(32, act))
+    fused = _fused_matches(block, (2, 32, 9, 7), (1, 32, 1, 1), (1, 32, 14, 14))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+
+
+@pytest.mark.parametrize('with_pat_sp', [True, False])
+def test_fused_mlp_with_and_without_pat_sp(with_pat_sp):
+    torch.manual_seed(0)
+    _fused_matches(_mlp(16, 'ReLU', with_pat_sp), (2, 16, 5, 6))
+
+
+def test_fused_block_v2_sdpa_two_sizes_and_channels_last():
+    torch.manual_seed(0)
+    block = PartialNetBlockV2(PATSelfAttention(64, num_heads=4), _mlp(64))
+    for m in block.modules():
+        if isinstance(m, RelPosSelfAttention):
+            m.rpe_k.lookup_table_bias.data.normal_()
+    fused = _fused_matches(block, (2, 64, 7, 7), (1, 64, 4, 9))
+    assert isinstance(fused.token_mixer.attn.attn, DeployRelPosSelfAttention)
+    _fused_matches(block, (2, 64, 7, 7), channels_last=True)
+
+
+def test_deploy_attention_keeps_one_bias_per_size_and_drops_it_on_load():
+    torch.manual_seed(0)
+    branch = SelfAttentionBranch(32, num_heads=4).eval()
+    branch.attn.rpe_k.lookup_table_bias.data.normal_()
+    fused = deployed(branch)
+    attn = fused.attn
+    x = torch.randn(1, 32, 5, 6)
+    with torch.no_grad():
+        fused(x)
+    first = attn.attn_bias(5, 6, torch.float32)
+    assert first is attn.attn_bias(5, 6, torch.float32) and first.shape == (1, 4, 30, 30)
+    assert attn.attn_bias(3, 3, torch.float32).shape == (1, 4, 9, 9)
+    state = {k: v.clone() for k, v in fused.state_dict().items()}
+    state['attn.rpe_k.lookup_table_bias'].add_(1.0)
+    fused.load_state_dict(state)
+    assert torch.allclose(attn.attn_bias(5, 6, torch.float32), first + 1.0)
+
+
+@pytest.mark.parametrize('arch', ['t0', 't1', 't2', 's', 'm', 'l'])
+def test_fused_classifier_every_variant(arch):
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNetClassifier(arch)).eval()
+    fused = deployed(model)
+    x = torch.randn(2, 3, 64, 64)
+    assert check_fused(model, fused, x) <= 1e-4
+    assert sum(p.numel() for p in fused.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_fused_backbone_multiscale_channels_last_batch_one():
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNet(TINY)).eval()
+    fused = deployed(model)
+    x = torch.randn(1, 3, 96, 64)
+    assert check_fused(model, fused, x) <= 1e-4
+    assert check_fused(model, fused.to(memory_format=torch.channels_last),
+                       x.to(memory_format=torch.channels_last)) <= 1e-4
+
+
+def test_one_pass_mean_std_matches_two_pass():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 13, 11) * 3 + 10  # |mean| > std: the one-pass weak spot
+    mean, std = one_pass_mean_std(x)
+    ref = mean_std_pool(x)
+    assert torch.allclose(mean, ref[..., 0, 0], atol=1e-5)
+    assert torch.allclose(std, ref[..., 0, 1], rtol=1e-4)
+    mean, std = one_pass_mean_std(torch.full((1, 3, 1, 1), 2.0))
+    assert torch.equal(std, torch.zeros(1, 3)) and torch.equal(mean, torch.full((1, 3), 2.0))
+
+
+def test_check_fused_refuses_a_wrong_fusion():
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNet(TINY, out_indices=(3,))).eval()
+    fused = deployed(model)
+    with torch.no_grad():
+        fused.stages[3].blocks[0].mlp.fc2.bias.add_(1e-2)
+    with pytest.raises(FusionMismatch, match='refusing to report'):
+        check_fused(model, fused, torch.randn(1, 3, 64, 64))
+
+
+def test_time_interleaved_runs_every_model():
+    calls = {'a': [], 'b': []}
+    times = time_interleaved({k: (lambda k=k: calls[k].append(1)) for k in calls}, warmup=2,
+                             runs=6, rounds=3)
+    assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
+    assert len(calls['a']) == len(calls['b']) == 2 + 6
+
+
+def test_fused_model_compiles():
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNetClassifier(TINY, num_classes=10)).eval()
+    fused = deployed(model)
+    compiled = torch.compile(fused)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (compiled(x) - model(x)).abs().max() <= 1e-4
+
+
+def test_onnx_round_trip_t0_dynamic_batch_and_size(tmp_path):
+    from partialnet_mm.onnx_export import export, verify
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNetClassifier('t0')).eval()
+    fused = deployed(model)
+    path = export(fused, str(tmp_path / 't0.onnx'), input_size=96)
+    # other batch sizes and input sizes than the exported (2, 3, 96, 96)
+    assert verify(fused, path, [(1, 3, 96, 96), (3, 3, 64, 128)]) <= 1e-4
+
+
+def test_export_tool_backbone_multiscale(tmp_path):
+    out = tmp_path / 'tiny.onnx'
+    code, log = _run([sys.executable, 'tools/export_onnx.py', 't0', str(out), '--backbone',
+                      '--input-size', '64'])
+    assert code == 0, log
+    import onnx
+    names = [o.name for o in onnx.load(str(out)).graph.output]
+    assert names == ['stage0', 'stage1', 'stage2', 'stage3']
+
+
+def test_benchmark_tool_smoke(tmp_path):
+    out = tmp_path / 'bench.json'
+    code, log = _run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--json', str(out)])
+    assert code == 0, log
+    result = json.loads(out.read_text())
+    names = [r['model'] for r in result['rows']]
+    assert names[:2] == ['PartialNet-T0 unfused', 'PartialNet-T0 fused']
+    assert 'FasterNet-T0 (timm)' in names and any(n.startswith('ResNet-50') for n in names)
+    assert result['fused_max_abs_diff'] <= 1e-4
+    assert all(r['cpu_latency_ms'] > 0 and r['cpu_images_per_s'] > 0 for r in result['rows'])
+    assert {'fused_speedup_over_unfused', 'fused_latency_over_fasternet'} <= set(result['ratios'])
+    assert '| PartialNet-T0 fused |' in log
+
+
+def test_benchmark_tool_config_and_detection_smoke(tmp_path):
+    cfg = osp.join(REPO, 'configs', 'partialnet-t0_8xb512_in1k.py')
+    code, log = _run([sys.executable, 'tools/benchmark.py', cfg, '--smoke', '--no-cuda',
+                      '--no-peers'])
+    assert code == 0 and '| PartialNet-T0 fused |' in log, log
+    out = tmp_path / 'det.json'
+    code, log = _run([sys.executable, 'tools/benchmark.py', '--smoke', '--no-cuda', '--det',
+                      osp.join(REPO, 'configs', 'mask_rcnn_partialnet_t0_1x.py'),
+                      '--json', str(out)])
+    assert code == 0, log
+    result = json.loads(out.read_text())
+    assert [r['model'].split()[-1] for r in result['rows']] == ['unfused', 'fused', 'config)']
+    assert all(r['cpu_images_per_s'] > 0 for r in result['rows'])

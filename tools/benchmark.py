@@ -1,0 +1,89 @@
+#!/usr/bin/env python
+"""Inference speed of a deployed PartialNet, its unfused graph and peers, in one table.
+
+    python tools/benchmark.py t2                      # a variant (t0 t1 t2 s m l)
+    python tools/benchmark.py configs/partialnet-s_8xb512_in1k.py --checkpoint CKPT
+    python tools/benchmark.py s --channels-last --compile --json s.json
+    python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py   # vs the R50 config
+
+The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
+into the MLP, one-pass statistics, fused attention) must match the unfused one to
+1e-4 (fp32 max abs difference) or no speed is reported (exit code 3). Measured in one
+run: CPU latency (1 thread, batch 1, median after warm-up), CPU throughput (all
+threads), GPU throughput (batch 256, AMP) when CUDA is available; peers are timm's
+FasterNet of the same size (when timm is installed) and ResNet-50.
+"""
+import argparse
+import json
+import sys
+
+from partialnet_mm.benchmark import (FusionMismatch, benchmark_classifier, benchmark_detector,
+                                     classifier_from_config, format_result)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('model', nargs='?', default='t0',
+                   help='variant (t0 t1 t2 s m l) or an mmpretrain config of ours')
+    p.add_argument('--checkpoint', help='classifier checkpoint to load (else random weights)')
+    p.add_argument('--det', metavar='CONFIG', help='detection mode: a Mask R-CNN config of ours')
+    p.add_argument('--det-baseline', default='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
+    p.add_argument('--det-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    p.add_argument('--input-size', type=int, default=224)
+    p.add_argument('--runs', type=int, default=100, help='timed CPU latency runs per model')
+    p.add_argument('--warmup', type=int, default=10)
+    p.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
+    p.add_argument('--cpu-batch', type=int, default=32)
+    p.add_argument('--cpu-runs', type=int, default=10)
+    p.add_argument('--gpu-batch', type=int, default=256)
+    p.add_argument('--gpu-runs', type=int, default=30)
+    p.add_argument('--no-amp', action='store_true', help='fp32 on the GPU')
+    p.add_argument('--no-cuda', action='store_true')
+    p.add_argument('--no-peers', action='store_true', help='skip FasterNet and ResNet-50')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true', help='torch.compile every model')
+    p.add_argument('--smoke', action='store_true',
+                   help='tiny sizes and few iterations: checks that it runs, not speed')
+    p.add_argument('--json', metavar='FILE', help='write the numbers as JSON')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.smoke:
+        args.input_size, args.runs, args.warmup, args.rounds = 64, 2, 1, 1
+        args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
+        args.det_shape = (256, 320)
+    try:
+        if args.det:
+            result = benchmark_detector(
+                args.det, args.det_baseline, *args.det_shape, runs=args.cpu_runs if not
+                args.smoke else 1, warmup=1, rounds=args.rounds,
+                cuda=False if args.no_cuda else None)
+        else:
+            if args.model.endswith('.py'):
+                kwargs = classifier_from_config(args.model)
+            else:
+                kwargs = dict(arch=args.model)
+            result = benchmark_classifier(
+                model_kwargs=kwargs, checkpoint=args.checkpoint, input_size=args.input_size,
+                latency_runs=args.runs, throughput_batch=args.cpu_batch,
+                throughput_runs=args.cpu_runs, gpu_batch=args.gpu_batch, gpu_runs=args.gpu_runs,
+                warmup=args.warmup, rounds=args.rounds, channels_last=args.channels_last,
+                amp=not args.no_amp, compile_models=args.compile,
+                cuda=False if args.no_cuda else None, peers=not args.no_peers)
+    except FusionMismatch as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    if args.smoke:
+        result['settings']['smoke'] = True
+    print(format_result(result))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+        print(f'wrote {args.json}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Export the fused (deployed) PartialNet classifier or backbone to ONNX and check it.
+
+    python tools/export_onnx.py t0 partialnet_t0.onnx
+    python tools/export_onnx.py s s_backbone.onnx --backbone --checkpoint BACKBONE.pth
+    python tools/export_onnx.py configs/partialnet-t2_8xb512_in1k.py t2.onnx --checkpoint CKPT
+
+The ONNX graph takes ``input`` (N, 3, H, W) with dynamic N, H and W (H, W >= 32) and
+gives ``logits``, or ``stage{i}`` feature maps for the backbone. onnxruntime's outputs
+are compared with PyTorch's on other batch and input sizes than the exported one;
+the export fails (exit code 3) above 1e-4.
+"""
+import argparse
+import sys
+
+import torch
+
+from partialnet_mm.benchmark import (FusionMismatch, check_fused, classifier_from_config,
+                                     deployed, load_classifier_checkpoint, randomize_norms)
+from partialnet_mm.models import PartialNet, PartialNetClassifier, load_backbone_checkpoint
+from partialnet_mm.onnx_export import default_shapes, export, verify
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('model', help='variant (t0 t1 t2 s m l) or an mmpretrain config of ours')
+    p.add_argument('out', help='the .onnx file to write')
+    p.add_argument('--backbone', action='store_true',
+                   help='export the backbone with its four stage outputs (detection)')
+    p.add_argument('--checkpoint', help='classifier (or, with --backbone, backbone) weights')
+    p.add_argument('--input-size', type=int, default=224)
+    p.add_argument('--opset', type=int, default=20)
+    args = p.parse_args(argv)
+
+    kwargs = classifier_from_config(args.model) if args.model.endswith('.py') \
+        else dict(arch=args.model)
+    torch.manual_seed(0)
+    if args.backbone:
+        kwargs = {k: v for k, v in kwargs.items() if k not in ('num_classes', 'mid_channels')}
+        model = PartialNet(**kwargs).eval()
+        if args.checkpoint:
+            load_backbone_checkpoint(model, args.checkpoint)
+    else:
+        model = PartialNetClassifier(**kwargs).eval()
+        if args.checkpoint:
+            load_classifier_checkpoint(model, args.checkpoint)
+    if not args.checkpoint:
+        randomize_norms(model)
+        print('no --checkpoint: exporting random weights (BN statistics randomised)')
+    fused = deployed(model)
+    size = args.input_size
+    try:
+        diff = check_fused(model, fused, torch.randn(2, 3, size, size))
+    except FusionMismatch as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    export(fused, args.out, size, args.opset)
+    try:
+        onnx_diff = verify(fused, args.out, default_shapes(size))
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    print(f'wrote {args.out}: fused vs unfused {diff:.2e}, onnxruntime vs PyTorch {onnx_diff:.2e} '
+          f'(max abs) on inputs {[s for s in default_shapes(size)]}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
