@@ -9,6 +9,7 @@ from partialnet_mm.models import (GaussianChannelAttention, ImageRelativePositio
                                   PartialNetBlock, PartialNetBlockV2, PATChannel, PATConv,
                                   PATSelfAttention, PATSpatial, RelPosSelfAttention, SEAttention,
                                   SRMAttention, irpe_euclidean_buckets, mean_std_pool)
+from partialnet_mm.models.attention import InplaceSpatialGate
 from partialnet_mm.models.utils import DropPath, build_act, build_norm, fuse_conv_bn
 
 from conftest import randomize_bn
