@@ -36,11 +36,11 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 c = m.num_features
-                m.running_mean.copy_(torch.rand(c, generator=g) - 0.5)
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
                 m.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                    m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+                if m.affine:  # scales of both signs, so sign handling in folds is tested
+                    m.weight.copy_(torch.randn(c, generator=g) * 0.5 + 1)
+                    m.bias.copy_(torch.randn(c, generator=g) * 0.5)
     return model
 
 

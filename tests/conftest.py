@@ -1,6 +1,7 @@
 import pytest
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
+
+from partialnet_mm.benchmark import randomize_norms
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), act_cfg=dict(type='GELU'))
 
@@ -11,17 +12,9 @@ def tiny_arch():
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BN non-trivial statistics and affine parameters (so folding is tested)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.randn(n, generator=g) * 0.5 + 1)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.5)
-    return model
+    """Give every BN non-trivial statistics and affine parameters (so folding is tested):
+    the helper the benchmark and export tools use for their fused == unfused check."""
+    return randomize_norms(model, seed)
 
 
 def mm_build(scope: str, cfg: dict):

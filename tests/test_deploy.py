@@ -13,7 +13,7 @@ from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, Parti
                                   mean_std_pool)
 from partialnet_mm.models.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
                                             RelPosSelfAttention, one_pass_mean_std)
-from partialnet_mm.models.patconv import SelfAttentionBranch
+from partialnet_mm.models.patconv import DeployPATChannel, SelfAttentionBranch
 
 from conftest import TINY, randomize_bn
 from test_configs_tools import REPO, _run
@@ -44,6 +44,12 @@ def test_fused_block_v1_every_channel_attention(attention, act):
                             _mlp(32, act))
     fused = _fused_matches(block, (2, 32, 9, 7), (1, 32, 1, 1), (1, 32, 14, 14))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert isinstance(fused.token_mixer, DeployPATChannel)  # writes one buffer, no concat
+    # with autograd on, the deploy PAT_ch concatenates instead: the same numbers
+    x = torch.randn(2, 32, 9, 7)
+    with torch.no_grad():
+        expected = fused(x)
+    torch.testing.assert_close(fused(x), expected, atol=1e-6, rtol=1e-6)
 
 
 @pytest.mark.parametrize('with_pat_sp', [True, False])
@@ -188,3 +194,45 @@ def test_benchmark_tool_config_and_detection_smoke(tmp_path):
     result = json.loads(out.read_text())
     assert [r['model'].split()[-1] for r in result['rows']] == ['unfused', 'fused', 'config)']
     assert all(r['cpu_images_per_s'] > 0 for r in result['rows'])
+
+
+
+class _Attention(nn.Module):
+    """A 1x1 conv 3 -> 8, then 2-head attention over the 8x8 positions."""
+
+    def __init__(self, fused: bool):
+        super().__init__()
+        self.proj = nn.Conv2d(3, 8, 1, bias=False)
+        self.fused = fused
+
+    def forward(self, x):
+        q = k = v = self.proj(x).flatten(2).transpose(1, 2).reshape(1, 64, 2, 4).transpose(1, 2)
+        if self.fused:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        return (q @ k.transpose(-2, -1)).softmax(-1) @ v
+
+
+def test_flop_count_sees_fused_attention():
+    """The deployed PAT_sf runs scaled_dot_product_attention, which mmengine's counter
+    has no handle for: ours counts it as the two matmuls of the explicit form."""
+    from partialnet_mm.analysis import count_flops
+
+    expected = 64 * 3 * 8 + 2 * (2 * 64 * 64 * 4)
+    assert count_flops(_Attention(fused=False), 8) == expected
+    assert count_flops(_Attention(fused=True), 8) == expected
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 6, 10), (1, 8, 7, 9)])
+def test_patch_conv_equals_strided_conv_both_memory_formats(shape):
+    from partialnet_mm.models.utils import PatchConv
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 16, 2, 2).eval()
+    patch = PatchConv(conv)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        ref = conv(x)
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            out = patch(inp)
+            assert out.shape == ref.shape
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)

@@ -144,9 +144,12 @@ class SEAttention(nn.Module):
         self.expand = nn.Conv2d(hidden, channels, 1)
         self.gate = nn.Sigmoid()
 
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel attention weights, (B, C, 1, 1)."""
+        return self.gate(self.expand(self.act(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = F.adaptive_avg_pool2d(x, 1)
-        return x * self.gate(self.expand(self.act(self.reduce(w))))
+        return x * self.weights(x)
 
 
 # name -> class, for PartialNet(channel_attention=...)

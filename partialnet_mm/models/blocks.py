@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.utils.checkpoint as cp
 
 from .attention import InplaceSpatialGate
-from .patconv import PATSpatial
+from .patconv import DeployPATChannel, PATChannel, PATSpatial
 from .utils import (ConvNorm, DropPath, InplaceResidual, Residual, bn_affine, build_act,
                     fold_affine_into_next_conv, inplace_act)
 
@@ -79,8 +79,11 @@ class PartialNetBlock(nn.Module):
             fc1.conv = fold_affine_into_next_conv(fc1.conv, self.token_mixer.conv_channels,
                                                   scale, shift)
             self.token_mixer.pop_trailing_norm()
+        if type(self.token_mixer) is PATChannel and \
+                hasattr(self.token_mixer.attn.attention, 'weights'):
+            self.token_mixer = DeployPATChannel(self.token_mixer)
         self.mlp.switch_to_deploy()
-        # both branches (the MLP's last conv, PATConv's concat) return fresh tensors
+        # both branches (the MLP's last conv, PATConv's output) return fresh tensors
         self.residual = InplaceResidual()
 
 

@@ -50,11 +50,15 @@ class ECA(nn.Module):
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel attention weights, (B, C, 1, 1)."""
         if x.shape[1] != self.in_channels:
             raise ValueError(f'ECA built for {self.in_channels} channels got {x.shape[1]}')
         y = self.conv(x.mean((2, 3)).unsqueeze(1))  # (B, 1, C): conv across channels
-        return x * self.gate(y).transpose(1, 2).unsqueeze(-1)
+        return self.gate(y).transpose(1, 2).unsqueeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weights(x)
 
     def extra_repr(self) -> str:
         return f'in_channels={self.in_channels}, kernel_size={self.kernel_size}'

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention, LayerNorm2d,
-                        RelPosSelfAttention, SpatialAttentionGate)
+                        RelPosSelfAttention, SpatialAttentionGate, tracing)
 from .utils import build_norm, check_split
 
 
@@ -67,6 +67,35 @@ class PATChannel(PATConv):
         """Detach the BN on the attended part (for folding into the next 1x1 conv)."""
         norm, self.attn.norm = self.attn.norm, nn.Identity()
         return norm
+
+
+class DeployPATChannel(nn.Module):
+    """Deploy form of :class:`PATChannel` once its closing BN is folded into the next
+    1x1 conv: the conv part and the attended part are written straight into one output
+    tensor (no concat copy). Same parameters and keys. Under autograd, torch.compile or
+    export it concatenates as the training graph does."""
+
+    def __init__(self, pat: PATChannel):
+        super().__init__()
+        if not isinstance(pat.attn.norm, nn.Identity):
+            raise ValueError('fold PAT_ch\'s closing BN (pop_trailing_norm) before deploying it')
+        if not hasattr(pat.attn.attention, 'weights'):
+            raise TypeError(f'{type(pat.attn.attention).__name__} has no weights(x) method')
+        self.conv_channels, self.attn_channels = pat.conv_channels, pat.attn_channels
+        self.conv = pat.conv
+        self.attn = pat.attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_conv, x_attn = torch.split(x, [self.conv_channels, self.attn_channels], dim=1)
+        if tracing() or torch.is_grad_enabled():
+            return torch.cat((self.conv(x_conv), self.attn(x_attn)), dim=1)
+        out = torch.empty_like(x)
+        torch.mul(x_attn, self.attn.attention.weights(x_attn), out=out[:, self.conv_channels:])
+        out[:, :self.conv_channels] = self.conv(x_conv)
+        return out
+
+    def switch_to_deploy(self) -> None:
+        """Already deployed."""
 
 
 class SelfAttentionBranch(nn.Module):
