@@ -21,7 +21,8 @@ def test_ci_runs_the_readme_commands():
     readme_cmds = [line.strip() for line in block.splitlines() if line.strip()]
     ci_cmds = [line.strip() for line in _read('.ci', 'run').splitlines()
                if line.strip() and not line.startswith(('#', 'set ', 'cd '))]
-    assert readme_cmds == ci_cmds == ['bash tools/setup_env.sh', '.venv/bin/python -m pytest -q tests']
+    assert readme_cmds == ci_cmds == ['bash tools/setup_env.sh',
+                                      '.venv/bin/python -m pytest -q tests']
 
 
 @pytest.fixture(scope='module')

@@ -223,7 +223,8 @@ def irpe_euclidean_buckets(height: int, width: int, alpha: float, beta: int, gam
     rows, cols = rows.reshape(-1), cols.reshape(-1)
     dist = ((rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2).sqrt()
     dist = dist.round()
-    far = alpha + torch.log(dist.clamp(min=alpha) / alpha) / math.log(gamma / alpha) * (beta - alpha)
+    far = alpha + torch.log(dist.clamp(min=alpha) / alpha) / math.log(gamma / alpha) \
+        * (beta - alpha)
     far = far.round().clamp(max=beta)
     index = torch.where(dist <= alpha, dist, far)
     return (index + beta).long()
@@ -260,7 +261,8 @@ class ImageRelativePositionBias(nn.Module):
         return table[:, self.buckets(height, width, table.device)]
 
     def extra_repr(self) -> str:
-        return f'alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, method=euclidean, mode=bias'
+        return (f'alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, '
+                'method=euclidean, mode=bias')
 
 
 class RelPosSelfAttention(nn.Module):

@@ -43,7 +43,8 @@ class PartialMLP(nn.Module):
         scale, shift = bn_affine(self.pat_sp.mix.norm)
         w_mix = self.pat_sp.mix.conv.weight[:, :, 0, 0]  # (C/2, C/2)
         w2 = self.fc2.weight.detach().clone()
-        b2 = self.fc2.bias.detach().clone() if self.fc2.bias is not None else w2.new_zeros(w2.shape[0])
+        b2 = self.fc2.bias.detach().clone() if self.fc2.bias is not None \
+            else w2.new_zeros(w2.shape[0])
         # mix(z) = W_mix (scale * z + shift), z = W2[start:] h + b2[start:]
         w2[start:, :, 0, 0] = w_mix @ (scale[:, None] * w2[start:, :, 0, 0])
         b2[start:] = w_mix @ (scale * b2[start:] + shift)
