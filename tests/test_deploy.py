@@ -107,6 +107,26 @@ def test_fused_backbone_multiscale_channels_last_batch_one():
                        x.to(memory_format=torch.channels_last)) <= 1e-4
 
 
+def test_fused_attention_stage_runs_channels_last_and_hands_back_the_input_layout():
+    torch.manual_seed(0)
+    model = randomize_bn(PartialNet(TINY)).eval()
+    fused = deployed(model)
+    assert [s.channels_last for s in fused.stages] == [False, False, False, True]
+    assert not any(s.channels_last for s in model.stages)  # the training graph is untouched
+    seen = []
+    fused.stages[3].blocks[0].register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        ref, outs = model(x), fused(x)
+        outs_cl = fused(x.to(memory_format=torch.channels_last))
+    assert seen == [True, True]
+    assert all(o.is_contiguous() for o in outs)  # NCHW in, NCHW out
+    assert outs_cl[3].is_contiguous(memory_format=torch.channels_last)
+    for r, o, c in zip(ref, outs, outs_cl, strict=True):
+        assert (r - o).abs().max() <= 1e-4 and (r - c).abs().max() <= 1e-4
+
+
 def test_one_pass_mean_std_matches_two_pass():
     torch.manual_seed(0)
     x = torch.randn(2, 5, 13, 11) * 3 + 10  # |mean| > std: the one-pass weak spot

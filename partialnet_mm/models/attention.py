@@ -346,4 +346,5 @@ class DeployRelPosSelfAttention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        # the tokens as a channels_last map: a view, not a copy
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)

@@ -13,7 +13,7 @@ from .attention import CHANNEL_ATTENTIONS
 from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .patconv import PATChannel, PATSelfAttention
-from .utils import ConvNorm, PatchConv, build_norm, check_input_channels
+from .utils import ConvNorm, build_norm, check_input_channels
 
 
 class PartialNet(BaseModule):
@@ -285,11 +285,7 @@ class PartialNet(BaseModule):
             return
         self.patch_embed.switch_to_deploy()
         for stage in self.stages:
-            if isinstance(stage.downsample, ConvNorm):
-                stage.downsample.switch_to_deploy()
-                stage.downsample.conv = PatchConv(stage.downsample.conv)
-            for block in stage.blocks:
-                block.switch_to_deploy()
+            stage.switch_to_deploy()
         self.deploy = True
 
 
