@@ -113,6 +113,8 @@ def test_fused_attention_stage_runs_channels_last_and_hands_back_the_input_layou
     fused = deployed(model)
     assert [s.channels_last for s in fused.stages] == [False, False, False, True]
     assert not any(s.channels_last for s in model.stages)  # the training graph is untouched
+    for stage in fused.stages:
+        stage.switch_to_deploy()  # deploying a deployed stage again changes nothing
     seen = []
     fused.stages[3].blocks[0].register_forward_pre_hook(
         lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))

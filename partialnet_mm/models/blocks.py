@@ -128,7 +128,8 @@ class PartialNetStage(nn.Module):
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        if isinstance(self.downsample, ConvNorm):
+        if isinstance(self.downsample, ConvNorm) and \
+                not isinstance(self.downsample.conv, PatchConv):  # deploying twice is a no-op
             self.downsample.switch_to_deploy()
             self.downsample.conv = PatchConv(self.downsample.conv)
         for block in self.blocks:
