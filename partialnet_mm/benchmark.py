@@ -69,6 +69,17 @@ def deployed(model: nn.Module) -> nn.Module:
 
 
 @contextmanager
+def cudnn_benchmark(enabled: bool = True):
+    """cuDNN picks its fastest kernels per input shape (as throughput benchmarks do)."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+@contextmanager
 def num_threads(n: int):
     old = torch.get_num_threads()
     torch.set_num_threads(n)
@@ -76,6 +87,23 @@ def num_threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def capture_cuda_graph(fn: Callable[[], object], warmup: int = 3) -> Callable[[], None]:
+    """One call of ``fn`` (fixed inputs) captured as a CUDA graph; returns its replay,
+    which launches the whole forward at once (no per-kernel CPU launch cost). ``fn`` is
+    first run ``warmup`` times on a side stream, as capture requires."""
+    with torch.inference_mode():
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            fn()
+    return graph.replay
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: int,
@@ -164,10 +192,20 @@ def benchmark_classifier(arch: str = 't0', model_kwargs: Optional[dict] = None,
                          throughput_runs: int = 10, gpu_batch: int = 256, gpu_runs: int = 30,
                          warmup: int = 10, rounds: int = 5, channels_last: bool = False,
                          amp: bool = True, compile_models: bool = False,
-                         cuda: Optional[bool] = None,
+                         cuda: Optional[bool] = None, cpu: bool = True, cuda_graph: bool = False,
                          peers: bool = True, seed: int = 0) -> dict:
     """Unfused, fused and peer classifiers: CPU latency (1 thread, batch 1), CPU
-    throughput (all threads), CUDA throughput (AMP) when a GPU is there."""
+    throughput (all threads), CUDA throughput (AMP) when a GPU is there. ``cpu=False``
+    skips the CPU timings (a GPU table); the fused == unfused check always runs."""
+    use_cuda = torch.cuda.is_available() if cuda is None else cuda
+    if use_cuda and not torch.cuda.is_available():
+        raise ValueError('cuda=True but torch sees no CUDA device')
+    if not (cpu or use_cuda):
+        raise ValueError('nothing to time: CPU timings are off and no CUDA device is used')
+    if cuda_graph and not use_cuda:
+        raise ValueError('CUDA graphs need a CUDA device')
+    if cuda_graph and compile_models:
+        raise ValueError('choose torch.compile or CUDA graphs, not both')
     torch.manual_seed(seed)
     kwargs = dict(model_kwargs or {})
     kwargs.setdefault('arch', arch)
@@ -197,46 +235,51 @@ def benchmark_classifier(arch: str = 't0', model_kwargs: Optional[dict] = None,
     def calls(batch, device):
         x = torch.randn(batch, 3, input_size, input_size, device=device).to(
             memory_format=memory_format)
-        autocast = torch.autocast('cuda', dtype=torch.float16) if device == 'cuda' and amp \
-            else nullcontext()
+        # a graph captures the casts, so autocast must not cache them outside it
+        autocast = torch.autocast('cuda', dtype=torch.float16, cache_enabled=not cuda_graph) \
+            if device == 'cuda' and amp else nullcontext()
 
         def call(m):
             def run():
                 with autocast:
                     return m(x)
-            return run
+            return capture_cuda_graph(run) if device == 'cuda' and cuda_graph else run
         return {n: call(m) for n, m in runners.items()}
 
-    with num_threads(1):
-        lat = time_interleaved(calls(1, 'cpu'), warmup, latency_runs, rounds)
-    for n, t in lat.items():
-        rows[n]['cpu_latency_ms'] = 1e3 * t
-    tput = time_interleaved(calls(throughput_batch, 'cpu'), min(warmup, 2), throughput_runs,
-                            rounds)
-    for n, t in tput.items():
-        rows[n]['cpu_images_per_s'] = throughput_batch / t
-    use_cuda = torch.cuda.is_available() if cuda is None else cuda
+    names = list(rows)
+    ratios = {}
+    if cpu:
+        with num_threads(1):
+            lat = time_interleaved(calls(1, 'cpu'), warmup, latency_runs, rounds)
+        for n, t in lat.items():
+            rows[n]['cpu_latency_ms'] = 1e3 * t
+        tput = time_interleaved(calls(throughput_batch, 'cpu'), min(warmup, 2),
+                                throughput_runs, rounds)
+        for n, t in tput.items():
+            rows[n]['cpu_images_per_s'] = throughput_batch / t
+        ratios['fused_speedup_over_unfused'] = lat[names[0]] / lat[names[1]]
+        for n in names[2:]:
+            key = 'fasternet' if n.startswith('FasterNet') else 'resnet50'
+            ratios[f'fused_latency_over_{key}'] = lat[names[1]] / lat[n]
     if use_cuda:
         for m in models.values():
             m.cuda()
-        gpu = time_interleaved(calls(gpu_batch, 'cuda'), warmup, gpu_runs, rounds,
-                               sync=torch.cuda.synchronize)
+        with cudnn_benchmark():
+            gpu = time_interleaved(calls(gpu_batch, 'cuda'), warmup, gpu_runs, rounds,
+                                   sync=torch.cuda.synchronize)
         for n, t in gpu.items():
             rows[n]['gpu_images_per_s'] = gpu_batch / t
-    names = list(rows)
-    ratios = {'fused_speedup_over_unfused': lat[names[0]] / lat[names[1]]}
-    for n in names[2:]:
-        key = 'fasternet' if n.startswith('FasterNet') else 'resnet50'
-        ratios[f'fused_latency_over_{key}'] = lat[names[1]] / lat[n]
-        if use_cuda:
-            ratios[f'fused_gpu_throughput_over_{key}'] = \
-                rows[names[1]]['gpu_images_per_s'] / rows[n]['gpu_images_per_s']
+        ratios['fused_gpu_speedup_over_unfused'] = gpu[names[0]] / gpu[names[1]]
+        for n in names[2:]:
+            key = 'fasternet' if n.startswith('FasterNet') else 'resnet50'
+            ratios[f'fused_gpu_throughput_over_{key}'] = gpu[n] / gpu[names[1]]
     return dict(kind='classifier', variant=label, fused_max_abs_diff=diff, rows=list(rows.values()),
                 ratios=ratios, settings=dict(
-                    input_size=input_size, latency_runs=latency_runs, warmup=warmup,
+                    input_size=input_size, cpu=cpu, latency_runs=latency_runs, warmup=warmup,
                     rounds=rounds, throughput_batch=throughput_batch,
                     throughput_threads=torch.get_num_threads(), gpu_batch=gpu_batch if use_cuda
                     else None, amp=amp, channels_last=channels_last, compile=compile_models,
+                    cuda_graph=cuda_graph,
                     checkpoint=checkpoint, weights='checkpoint' if checkpoint else
                     'random (BN statistics randomised)'),
                 env=environment(use_cuda))

@@ -203,6 +203,18 @@ def test_benchmark_tool_smoke(tmp_path):
     assert '| PartialNet-T0 fused |' in log
 
 
+def test_benchmark_tool_refuses_to_time_nothing():
+    code, log = _run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--no-cpu'])
+    assert code == 2 and 'nothing to time' in log, log
+    code, log = _run([sys.executable, 'tools/benchmark.py', '--no-cpu', '--det',
+                      osp.join(REPO, 'configs', 'mask_rcnn_partialnet_t0_1x.py')])
+    assert code == 2 and '--no-cpu is for classifiers' in log, log
+    code, log = _run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--cuda-graph'])
+    assert code == 2 and 'CUDA graphs need a CUDA device' in log, log
+
+
 def test_benchmark_tool_config_and_detection_smoke(tmp_path):
     cfg = osp.join(REPO, 'configs', 'partialnet-t0_8xb512_in1k.py')
     code, log = _run([sys.executable, 'tools/benchmark.py', cfg, '--smoke', '--no-cuda',
@@ -258,3 +270,57 @@ def test_patch_conv_equals_strided_conv_both_memory_formats(shape):
             out = patch(inp)
             assert out.shape == ref.shape
             torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_pointwise_conv_keeps_the_conv_and_refuses_other_kernels():
+    from partialnet_mm.models.utils import PointwiseConv
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 12, 1).eval()
+    pw = PointwiseConv.from_conv(conv)
+    assert pw.state_dict().keys() == conv.state_dict().keys()
+    x = torch.randn(2, 8, 5, 7)
+    with torch.no_grad():
+        for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+            torch.testing.assert_close(pw(inp), conv(x), atol=1e-6, rtol=1e-6)
+    for bad in (nn.Conv2d(8, 12, 3, padding=1), nn.Conv2d(8, 12, 1, stride=2),
+                nn.Conv2d(8, 12, 1, groups=4)):
+        with pytest.raises(ValueError, match='plain 1x1 conv'):
+            PointwiseConv.from_conv(bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('arch', ['t0', 't2'])
+def test_fused_classifier_on_cuda_both_layouts_and_amp(arch):
+    """The CUDA-only paths (1x1 convs as GEMMs on channels_last maps, var_mean statistics)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        torch.manual_seed(0)
+        model = randomize_bn(PartialNetClassifier(arch)).eval().cuda()
+        fused = deployed(model)
+        x = torch.randn(4, 3, 96, 96, device='cuda')
+        assert check_fused(model, fused, x) <= 1e-4
+        fused_cl = fused.to(memory_format=torch.channels_last)
+        assert check_fused(model, fused_cl, x.to(memory_format=torch.channels_last)) <= 1e-4
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
+            ref, out = model(x), fused_cl(x.to(memory_format=torch.channels_last))
+        assert out.dtype == torch.float16 and torch.isfinite(out).all()
+        assert (ref.float() - out.float()).abs().max() <= 1e-2 * ref.float().abs().max()
+        stats = torch.randn(2, 5, 13, 11, device='cuda') * 3 + 10
+        for got, want in zip(one_pass_mean_std(stats), mean_std_pool(stats).unbind(-1)):
+            torch.testing.assert_close(got, want[:, :, 0], atol=1e-4, rtol=1e-4)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('cuda_graph', [False, True])
+def test_benchmark_gpu_table_smoke(cuda_graph):
+    from partialnet_mm.benchmark import benchmark_classifier
+
+    result = benchmark_classifier('t0', input_size=64, gpu_batch=4, gpu_runs=2, warmup=1,
+                                  rounds=1, channels_last=True, cpu=False,
+                                  cuda_graph=cuda_graph, peers=False)
+    assert all(r['gpu_images_per_s'] > 0 and 'cpu_latency_ms' not in r for r in result['rows'])
+    assert result['settings']['cuda_graph'] is cuda_graph and 'gpu' in result['env']

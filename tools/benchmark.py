@@ -4,6 +4,7 @@
     python tools/benchmark.py t2                      # a variant (t0 t1 t2 s m l)
     python tools/benchmark.py configs/partialnet-s_8xb512_in1k.py --checkpoint CKPT
     python tools/benchmark.py s --channels-last --compile --json s.json
+    python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
     python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py   # vs the R50 config
 
 The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
@@ -39,9 +40,13 @@ def parse_args(argv=None):
     p.add_argument('--gpu-runs', type=int, default=30)
     p.add_argument('--no-amp', action='store_true', help='fp32 on the GPU')
     p.add_argument('--no-cuda', action='store_true')
+    p.add_argument('--no-cpu', action='store_true',
+                   help='skip the CPU timings (GPU table; the fused == unfused check still runs)')
     p.add_argument('--no-peers', action='store_true', help='skip FasterNet and ResNet-50')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true', help='torch.compile every model')
+    p.add_argument('--cuda-graph', action='store_true',
+                   help='GPU: replay every model as a captured CUDA graph (no launch cost)')
     p.add_argument('--smoke', action='store_true',
                    help='tiny sizes and few iterations: checks that it runs, not speed')
     p.add_argument('--json', metavar='FILE', help='write the numbers as JSON')
@@ -54,6 +59,10 @@ def main(argv=None):
         args.input_size, args.runs, args.warmup, args.rounds = 64, 2, 1, 1
         args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
         args.det_shape = (256, 320)
+    if args.det and args.no_cpu:
+        print('error: --no-cpu is for classifiers; detection mode always times the CPU',
+              file=sys.stderr)
+        return 2
     try:
         if args.det:
             result = benchmark_detector(
@@ -71,10 +80,15 @@ def main(argv=None):
                 throughput_runs=args.cpu_runs, gpu_batch=args.gpu_batch, gpu_runs=args.gpu_runs,
                 warmup=args.warmup, rounds=args.rounds, channels_last=args.channels_last,
                 amp=not args.no_amp, compile_models=args.compile,
-                cuda=False if args.no_cuda else None, peers=not args.no_peers)
+                cuda=False if args.no_cuda else None, cpu=not args.no_cpu,
+                cuda_graph=args.cuda_graph,
+                peers=not args.no_peers)
     except FusionMismatch as e:
         print(f'error: {e}', file=sys.stderr)
         return 3
+    except ValueError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     if args.smoke:
         result['settings']['smoke'] = True
     print(format_result(result))

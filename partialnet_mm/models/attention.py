@@ -45,9 +45,16 @@ def one_pass_mean_std(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     core. The price is cancellation when |mean| >> std: the relative error of the
     variance is about 1e-7 * (mean / std)**2, far below the deploy tolerance for
     activations of a trained network.
+
+    On CUDA, ``torch.var_mean`` already reads x once (one Welford kernel with float
+    accumulators), while the sums would write x**2 to memory and, under AMP, read x
+    again as float32: there it is used instead.
     """
     flat = x.flatten(2)
     n = flat.shape[-1]
+    if x.is_cuda:
+        var, mean = torch.var_mean(flat, dim=-1, correction=1 if n > 1 else 0)
+        return mean, var.sqrt()
     total = flat.sum(-1)
     mean = total / n
     if n == 1:
@@ -190,7 +197,12 @@ class InplaceSpatialGate(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         part = x[:, :self.channels]
         part.mul_(F.hardsigmoid(self.conv(part)))
-        part.mul_(self.scale).add_(self.shift)
+        if part.is_cuda and not torch.is_grad_enabled():  # out= has no autograd
+            # one pass instead of two; on CPU addcmul's three broadcast operands run
+            # about 4x slower than the two in-place ops
+            torch.addcmul(self.shift.to(part.dtype), part, self.scale.to(part.dtype), out=part)
+        else:
+            part.mul_(self.scale).add_(self.shift)
         return x
 
 

@@ -7,8 +7,8 @@ import torch.utils.checkpoint as cp
 
 from .attention import InplaceSpatialGate
 from .patconv import DeployPATChannel, PATChannel, PATSpatial
-from .utils import (ConvNorm, DropPath, InplaceResidual, PatchConv, Residual, bn_affine,
-                    build_act, fold_affine_into_next_conv, inplace_act)
+from .utils import (ConvNorm, DropPath, InplaceResidual, PatchConv, PointwiseConv, Residual,
+                    bn_affine, build_act, fold_affine_into_next_conv, inplace_act)
 
 
 class PartialMLP(nn.Module):
@@ -36,6 +36,7 @@ class PartialMLP(nn.Module):
         if isinstance(self.pat_sp, InplaceSpatialGate):
             return
         self.fc1.switch_to_deploy()
+        self.fc1.conv = PointwiseConv.from_conv(self.fc1.conv)
         self.act = inplace_act(self.act)
         if self.pat_sp is None:
             return
@@ -48,7 +49,7 @@ class PartialMLP(nn.Module):
         # mix(z) = W_mix (scale * z + shift), z = W2[start:] h + b2[start:]
         w2[start:, :, 0, 0] = w_mix @ (scale[:, None] * w2[start:, :, 0, 0])
         b2[start:] = w_mix @ (scale * b2[start:] + shift)
-        fc2 = nn.Conv2d(self.fc2.in_channels, self.fc2.out_channels, 1, bias=True).to(w2)
+        fc2 = PointwiseConv(self.fc2.in_channels, self.fc2.out_channels, 1, bias=True).to(w2)
         fc2.weight.copy_(w2)
         fc2.bias.copy_(b2)
         self.fc2 = fc2

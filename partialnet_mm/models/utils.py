@@ -175,6 +175,35 @@ def space_to_depth(x: torch.Tensor, k: int) -> torch.Tensor:
     return y.reshape(n, k * k * c, h // k, w // k)
 
 
+class PointwiseConv(nn.Conv2d):
+    """Deploy form of a 1x1 conv with bias (same parameters and keys as the conv).
+
+    A channels_last CUDA input runs as a GEMM over its (B*H*W, C) rows (``F.linear``),
+    where cuBLAS adds the bias in the GEMM's epilogue; cuDNN's conv adds it in a second
+    pass over the output, a broadcast add that costs about as much as a residual add.
+    Everything else (CPU, NCHW) runs the plain conv, the faster path there.
+    """
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d) -> 'PointwiseConv':
+        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or \
+                conv.padding not in ((0, 0), 'valid') or conv.dilation != (1, 1):
+            raise ValueError(f'PointwiseConv takes a plain 1x1 conv, got {conv}')
+        pw = cls(conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None).to(
+            conv.weight)
+        with torch.no_grad():
+            pw.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                pw.bias.copy_(conv.bias)
+        return pw
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and x.is_contiguous(memory_format=torch.channels_last):
+            return nn.functional.linear(x.permute(0, 2, 3, 1), self.weight[:, :, 0, 0],
+                                        self.bias).permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
 class PatchConv(nn.Module):
     """Deploy form of a k x k, stride k convolution (non-overlapping patches):
     :func:`space_to_depth` then a 1x1 conv with the same weights, i.e. one plain GEMM
@@ -189,8 +218,8 @@ class PatchConv(nn.Module):
             raise ValueError(f'PatchConv needs a k x k conv with stride k, no padding or '
                              f'groups, got {conv}')
         self.patch = k
-        self.conv = nn.Conv2d(conv.in_channels * k * k, conv.out_channels, 1,
-                              bias=conv.bias is not None).to(conv.weight)
+        self.conv = PointwiseConv(conv.in_channels * k * k, conv.out_channels, 1,
+                                  bias=conv.bias is not None).to(conv.weight)
         with torch.no_grad():
             # space_to_depth puts input channel c, offset (i, j) at (i * k + j) * C + c
             self.conv.weight.copy_(conv.weight.permute(0, 2, 3, 1).reshape(
