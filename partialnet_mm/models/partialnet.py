@@ -232,12 +232,18 @@ class PartialNet(BaseModule):
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'PartialNet needs H and W >= {self.min_input_size} (total stride '
                              f'32), got {tuple(x.shape[-2:])}')
+        # deployed, the whole network runs channels_last (oneDNN's convs on CPU, the GEMM
+        # path of PointwiseConv on CUDA) and hands its outputs back in the input's layout
+        restore = self.deploy and not x.is_contiguous(memory_format=torch.channels_last)
+        if restore:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.contiguous() if restore else out)
         return tuple(outs)
 
     # ------------------------------------------------------------------ training
@@ -275,7 +281,8 @@ class PartialNet(BaseModule):
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
         """Fold every BN that an adjacent conv can absorb and PAT_sp's BN + 1x1 conv
-        into the MLP's second 1x1 conv. Eval-mode output is unchanged; the result is
+        into the MLP's second 1x1 conv, and run channels_last from then on (outputs
+        come back in the input's layout). Eval-mode output is unchanged; the result is
         for inference only."""
         if self.dpconv:
             raise RuntimeError('PartialNet(dpconv=...) learns its split ratios and cannot be '
@@ -286,6 +293,7 @@ class PartialNet(BaseModule):
         self.patch_embed.switch_to_deploy()
         for stage in self.stages:
             stage.switch_to_deploy()
+        self.to(memory_format=torch.channels_last)  # the 4-d weights
         self.deploy = True
 
 
