@@ -152,6 +152,11 @@ def classifier_peers(arch: Optional[str], with_fasternet: bool = True,
     return {k: v.eval() for k, v in peers.items()}
 
 
+def _peer_key(name: str) -> str:
+    """The ratio-key name of a peer row ('FasterNet-S (timm)' -> 'fasternet')."""
+    return 'fasternet' if name.startswith('FasterNet') else 'resnet50'
+
+
 def classifier_from_config(path: str) -> dict:
     """PartialNetClassifier arguments from an mmpretrain config of ours."""
     from mmengine.config import Config
@@ -259,8 +264,7 @@ def benchmark_classifier(arch: str = 't0', model_kwargs: Optional[dict] = None,
             rows[n]['cpu_images_per_s'] = throughput_batch / t
         ratios['fused_speedup_over_unfused'] = lat[names[0]] / lat[names[1]]
         for n in names[2:]:
-            key = 'fasternet' if n.startswith('FasterNet') else 'resnet50'
-            ratios[f'fused_latency_over_{key}'] = lat[names[1]] / lat[n]
+            ratios[f'fused_latency_over_{_peer_key(n)}'] = lat[names[1]] / lat[n]
     if use_cuda:
         for m in models.values():
             m.cuda()
@@ -271,8 +275,7 @@ def benchmark_classifier(arch: str = 't0', model_kwargs: Optional[dict] = None,
             rows[n]['gpu_images_per_s'] = gpu_batch / t
         ratios['fused_gpu_speedup_over_unfused'] = gpu[names[0]] / gpu[names[1]]
         for n in names[2:]:
-            key = 'fasternet' if n.startswith('FasterNet') else 'resnet50'
-            ratios[f'fused_gpu_throughput_over_{key}'] = gpu[n] / gpu[names[1]]
+            ratios[f'fused_gpu_throughput_over_{_peer_key(n)}'] = gpu[n] / gpu[names[1]]
     return dict(kind='classifier', variant=label, fused_max_abs_diff=diff, rows=list(rows.values()),
                 ratios=ratios, settings=dict(
                     input_size=input_size, cpu=cpu, latency_runs=latency_runs, warmup=warmup,
