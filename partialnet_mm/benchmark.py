@@ -259,7 +259,7 @@ def benchmark_classifier(arch: str = 't0', model_kwargs: Optional[dict] = None,
         for n, t in lat.items():
             rows[n]['cpu_latency_ms'] = 1e3 * t
         tput = time_interleaved(calls(throughput_batch, 'cpu'), min(warmup, 2),
-                                throughput_runs, rounds)
+                                throughput_runs, min(rounds, throughput_runs))
         for n, t in tput.items():
             rows[n]['cpu_images_per_s'] = throughput_batch / t
         ratios['fused_speedup_over_unfused'] = lat[names[0]] / lat[names[1]]
@@ -305,15 +305,11 @@ def environment(cuda: bool = False) -> dict:
 
 # ---------------------------------------------------------------------- detection
 def _build_detector(cfg):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.registry import DefaultScope
+    from .reparameterize import build_model
 
-    register_all_modules(init_default_scope=False)
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.backbone.pop('init_cfg', None)  # speed does not need the weights
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(model_cfg).eval()
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.pop('init_cfg', None)  # speed does not need the weights
+    return build_model(cfg).eval()
 
 
 def benchmark_detector(config, baseline='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',

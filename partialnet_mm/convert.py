@@ -19,6 +19,8 @@ from typing import Dict, Mapping, Tuple
 
 import torch
 
+from .compat import read_checkpoint_file
+
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 
 # (authors' key pattern inside a block, our key inside a block)
@@ -116,10 +118,11 @@ def convert_authors_state_dict(state_dict: Mapping[str, torch.Tensor]
 def read_checkpoint(path: str) -> Tuple[object, Dict[str, torch.Tensor]]:
     """Load a local checkpoint file; returns ``(checkpoint, state_dict)``, the state dict
     being its ``state_dict`` entry or the file itself. Lightning and mmengine files hold
-    more than tensors, so this reads the (trusted, local) file with weights_only=False."""
+    more than tensors, so this reads the (trusted, local) file with weights_only=False;
+    a missing, truncated or corrupt file is an error naming it."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'no checkpoint at {path}')
-    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    ckpt = read_checkpoint_file(path)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f'{path}: expected a state dict or a dict with "state_dict"')

@@ -13,7 +13,7 @@ from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, Parti
                                   mean_std_pool)
 from partialnet_mm.models.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
                                             RelPosSelfAttention, one_pass_mean_std)
-from partialnet_mm.models.patconv import DeployPATChannel, SelfAttentionBranch
+from partialnet_mm.models.patconv import SelfAttentionBranch
 
 from conftest import TINY, randomize_bn
 from test_configs_tools import REPO, _run
@@ -21,7 +21,7 @@ from test_configs_tools import REPO, _run
 
 def _fused_matches(module, *shapes, channels_last=False, tol=1e-5):
     module = randomize_bn(module).eval()
-    fused = deployed(module)
+    fused = module.fuse()
     for shape in shapes:
         x = torch.randn(*shape) * 2 + 0.5
         if channels_last:
@@ -44,8 +44,14 @@ def test_fused_block_v1_every_channel_attention(attention, act):
                             _mlp(32, act))
     fused = _fused_matches(block, (2, 32, 9, 7), (1, 32, 1, 1), (1, 32, 14, 14))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
-    assert isinstance(fused.token_mixer, DeployPATChannel)  # writes one buffer, no concat
-    # with autograd on, the deploy PAT_ch concatenates instead: the same numbers
+    # the deployed twin is what deploy=True builds: same classes, keys and shapes
+    twin = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention], deploy=True),
+                           PartialMLP(32, 2.0, dict(type=act), dict(type='BN'), deploy=True),
+                           deploy=True)
+    assert {k: v.shape for k, v in twin.state_dict().items()} == \
+        {k: v.shape for k, v in fused.state_dict().items()}
+    twin.load_state_dict(fused.state_dict())
+    # with autograd on, the deployed block computes the same numbers
     x = torch.randn(2, 32, 9, 7)
     with torch.no_grad():
         expected = fused(x)
@@ -65,26 +71,30 @@ def test_fused_block_v2_sdpa_two_sizes_and_channels_last():
         if isinstance(m, RelPosSelfAttention):
             m.rpe_k.lookup_table_bias.data.normal_()
     fused = _fused_matches(block, (2, 64, 7, 7), (1, 64, 4, 9))
-    assert isinstance(fused.token_mixer.attn.attn, DeployRelPosSelfAttention)
+    assert isinstance(fused.token_mixer.attn, DeployRelPosSelfAttention)
     _fused_matches(block, (2, 64, 7, 7), channels_last=True)
 
 
-def test_deploy_attention_keeps_one_bias_per_size_and_drops_it_on_load():
+def test_deploy_attention_keeps_nothing_per_size_and_follows_loaded_weights():
     torch.manual_seed(0)
     branch = SelfAttentionBranch(32, num_heads=4).eval()
     branch.attn.rpe_k.lookup_table_bias.data.normal_()
-    fused = deployed(branch)
-    attn = fused.attn
+    fused = branch.fuse()
+    before = {id(t) for t in fused.state_dict(keep_vars=True).values()}
+    with torch.no_grad():
+        for size in [(5, 6), (3, 3), (8, 2)]:
+            x = torch.randn(1, 32, *size)
+            assert (fused(x) - branch(x)).abs().max() <= 1e-5
+    assert [k for k in vars(fused) if isinstance(getattr(fused, k), (dict, torch.Tensor))
+            and not k.startswith('_')] == []  # no cache attributes
+    assert {id(t) for t in fused.state_dict(keep_vars=True).values()} == before
     x = torch.randn(1, 32, 5, 6)
     with torch.no_grad():
-        fused(x)
-    first = attn.attn_bias(5, 6, torch.float32)
-    assert first is attn.attn_bias(5, 6, torch.float32) and first.shape == (1, 4, 30, 30)
-    assert attn.attn_bias(3, 3, torch.float32).shape == (1, 4, 9, 9)
-    state = {k: v.clone() for k, v in fused.state_dict().items()}
-    state['attn.rpe_k.lookup_table_bias'].add_(1.0)
-    fused.load_state_dict(state)
-    assert torch.allclose(attn.attn_bias(5, 6, torch.float32), first + 1.0)
+        old = fused(x)
+        state = {k: v.clone() for k, v in fused.state_dict().items()}
+        state['rpe_k.lookup_table_bias'].add_(torch.randn_like(state['rpe_k.lookup_table_bias']))
+        fused.load_state_dict(state)
+        assert (fused(x) - old).abs().max() > 1e-3  # new weights act at once: nothing stale
 
 
 @pytest.mark.parametrize('arch', ['t0', 't1', 't2', 's', 'm', 'l'])
@@ -111,10 +121,10 @@ def test_fused_backbone_runs_channels_last_and_hands_back_the_input_layout():
     torch.manual_seed(0)
     model = randomize_bn(PartialNet(TINY)).eval()
     fused = deployed(model)
-    assert [s.channels_last for s in fused.stages] == [False, False, False, True]
-    assert not any(s.channels_last for s in model.stages)  # the training graph is untouched
-    for stage in fused.stages:
-        stage.switch_to_deploy()  # deploying a deployed stage again changes nothing
+    state = fused.state_dict()
+    fused.switch_to_deploy()  # deploying a deployed model again changes nothing
+    assert {k: v.data_ptr() for k, v in fused.state_dict().items()} == \
+        {k: v.data_ptr() for k, v in state.items()}
     seen = []
     for stage in fused.stages:  # the deployed backbone runs channels_last throughout
         stage.blocks[0].register_forward_pre_hook(
@@ -259,11 +269,11 @@ def test_flop_count_sees_fused_attention():
 
 @pytest.mark.parametrize('shape', [(2, 8, 6, 10), (1, 8, 7, 9)])
 def test_patch_conv_equals_strided_conv_both_memory_formats(shape):
-    from partialnet_mm.models.utils import PatchConv
+    from partialnet_mm.models.fast_ops import PatchConv
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 16, 2, 2).eval()
-    patch = PatchConv(conv)
+    patch = PatchConv.from_conv(conv)
     x = torch.randn(shape)
     with torch.no_grad():
         ref = conv(x)
@@ -274,7 +284,7 @@ def test_patch_conv_equals_strided_conv_both_memory_formats(shape):
 
 
 def test_pointwise_conv_keeps_the_conv_and_refuses_other_kernels():
-    from partialnet_mm.models.utils import PointwiseConv
+    from partialnet_mm.models.fast_ops import PointwiseConv
 
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 12, 1).eval()

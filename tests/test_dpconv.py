@@ -246,8 +246,10 @@ def test_frozen_backbone_computes_the_same_function():
     plain.switch_to_deploy()  # the frozen model deploys like any PartialNet
     for a, b in zip(dp(x), plain(x), strict=True):
         assert torch.allclose(a, b, atol=1e-4)
-    with pytest.raises(RuntimeError, match='export_split_ratios'):
-        dp.switch_to_deploy()
+    with pytest.raises(ValueError, match='export_split_ratios'):
+        dp.switch_to_deploy()  # a configuration without a fused form, as at deploy=True
+    with pytest.raises(ValueError, match='export_split_ratios'):
+        PartialNet(arch, dpconv=dict(), deploy=True)
 
 
 def test_partial_ratio_forms_and_errors():

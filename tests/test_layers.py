@@ -9,7 +9,7 @@ from partialnet_mm.models import (GaussianChannelAttention, ImageRelativePositio
                                   PartialNetBlock, PartialNetBlockV2, PATChannel, PATConv,
                                   PATSelfAttention, PATSpatial, RelPosSelfAttention, SEAttention,
                                   SRMAttention, irpe_euclidean_buckets, mean_std_pool)
-from partialnet_mm.models.attention import InplaceSpatialGate
+from partialnet_mm.models.attention import DeployStyleAttention, InplaceSpatialGate
 from partialnet_mm.models.utils import DropPath, build_act, build_norm, fuse_conv_bn
 
 from conftest import randomize_bn
@@ -122,6 +122,21 @@ def test_rpe_bias_table_shape_and_lookup():
     assert torch.equal(bias[2], (2 * 81 + ids).float())
 
 
+@pytest.mark.parametrize('hw', [(1, 1), (3, 5), (7, 9), (1, 300), (200, 3), (25, 42)])
+def test_rpe_bias_from_offsets_equals_the_pairwise_formula(hw):
+    """The bias is built from the buckets of the relative offsets (a fixed table up to the
+    distance where buckets saturate): the same as bucketing every pair's distance, also
+    for offsets far past saturation (300 > gamma = 160)."""
+    rpe = ImageRelativePositionBias(2)
+    assert rpe.saturation == 152 and rpe.offset_buckets.shape == (153, 153)
+    assert 'offset_buckets' not in rpe.state_dict()  # derived, not learned: no new keys
+    with torch.no_grad():
+        rpe.lookup_table_bias.copy_(torch.arange(2 * 81.).reshape(2, 81))
+    ids = irpe_euclidean_buckets(*hw, 20, 40, 160)
+    assert torch.equal(rpe(*hw), torch.stack((ids, 81 + ids)).float())
+    assert rpe(*hw, dtype=torch.float64).dtype == torch.float64
+
+
 @pytest.mark.parametrize('hw', [(7, 7), (3, 5), (1, 1), (13, 4)])
 def test_self_attention_matches_reference(hw):
     torch.manual_seed(0)
@@ -175,12 +190,13 @@ def test_mlp_deploy_folds_pat_sp(with_pat_sp):
     mlp = randomize_bn(PartialMLP(16, 2.0, dict(type='ReLU'), dict(type='BN'), with_pat_sp)).eval()
     x = torch.randn(2, 16, 6, 6)
     ref = mlp(x)
-    mlp.switch_to_deploy()
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in mlp.fc1.modules())
+    fused = mlp.fuse()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.fc1.modules())
     if with_pat_sp:
-        assert isinstance(mlp.pat_sp, InplaceSpatialGate) and mlp.fc2.bias is not None
-        assert not any(isinstance(m, nn.BatchNorm2d) for m in mlp.modules())
-    assert torch.allclose(mlp(x), ref, atol=1e-5)
+        assert isinstance(fused.pat_sp, InplaceSpatialGate) and fused.fc2.bias is not None
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(fused(x), ref, atol=1e-5)
+    assert torch.equal(mlp(x), ref)  # fuse() leaves the trained module as it was
 
 
 def _mlp(c):
@@ -207,10 +223,11 @@ def test_block_deploy_folds_attention_norm():
     block = randomize_bn(PartialNetBlock(PATChannel(32), _mlp(32))).eval()
     x = torch.randn(2, 32, 7, 7)
     ref = block(x)
-    block.switch_to_deploy()
-    assert isinstance(block.token_mixer.attn.norm, nn.Identity)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in block.modules())
-    assert torch.allclose(block(x), ref, atol=1e-5)
+    fused = block.fuse()
+    # PAT_ch's attention part is the deploy attention alone: its closing BN went into fc1
+    assert isinstance(fused.token_mixer.attn, DeployStyleAttention)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(fused(x), ref, atol=1e-5)
 
 
 def test_drop_path():

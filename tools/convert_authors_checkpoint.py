@@ -10,11 +10,9 @@ checkpoint without PAT_sp) and into ``PartialNetClassifier``. The converted netw
 is built and loaded strictly before anything is written.
 """
 import argparse
-import os
 import sys
 
-import torch
-
+from partialnet_mm.compat import CheckpointError, write_checkpoint
 from partialnet_mm.convert import convert_authors_state_dict, read_checkpoint
 from partialnet_mm.models import PartialNet, PartialNetClassifier
 
@@ -34,7 +32,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         _, state = read_checkpoint(args.src)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit(str(err))
     try:
         converted, info = convert_authors_state_dict(state)
@@ -47,8 +45,7 @@ def main(argv=None):
         model.load_state_dict(converted, strict=True)
     except RuntimeError as err:
         raise SystemExit(f'{args.src}: converted keys do not fit PartialNet-{arch}: {err}')
-    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
-    torch.save(dict(state_dict=converted,
+    write_checkpoint(dict(state_dict=converted,
                     meta=dict(arch=arch, with_pat_sp=info['with_pat_sp'], source=args.src)),
                args.dst)
     hint = '' if info['with_pat_sp'] else ' (use --cfg-options model.backbone.with_pat_sp=False)'

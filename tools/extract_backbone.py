@@ -6,11 +6,9 @@
 Keeps the ``backbone.`` keys (prefix removed), drops the head and the optimizer.
 """
 import argparse
-import os
 import sys
 
-import torch
-
+from partialnet_mm.compat import CheckpointError, write_checkpoint
 from partialnet_mm.convert import read_checkpoint
 
 
@@ -22,16 +20,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         ckpt, state = read_checkpoint(args.src)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, CheckpointError) as err:
         raise SystemExit(str(err))
     backbone = {k[len(args.prefix):]: v for k, v in state.items() if k.startswith(args.prefix)}
     if not backbone:
         raise SystemExit(f'{args.src}: no key starts with {args.prefix!r} (keys look like '
                          f'{sorted(state)[:3]}); convert authors\' checkpoints with '
                          f'tools/convert_authors_checkpoint.py first')
-    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     meta = dict(ckpt.get('meta', {}) if isinstance(ckpt.get('meta'), dict) else {}, source=args.src)
-    torch.save(dict(state_dict=backbone, meta=meta), args.dst)
+    write_checkpoint(dict(state_dict=backbone, meta=meta), args.dst)
     print(f'{len(backbone)} backbone tensors -> {args.dst}')
 
 

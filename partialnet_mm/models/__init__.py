@@ -7,7 +7,7 @@ from .dpconv import (ChannelGates, DPConv, DynamicPATChannel, DynamicPATConv,
                      freeze_state_dict)
 from .eca import ECA, eca_kernel_size
 from .head import PartialNetClassifier, PartialNetHead, PartialNetPreLogits
-from .partialnet import PartialNet, load_backbone_checkpoint
+from .partialnet import PartialNet, checkpoint_form, load_backbone_checkpoint
 from .patconv import PATChannel, PATConv, PATSelfAttention, PATSpatial
 
 __all__ = [
@@ -17,7 +17,7 @@ __all__ = [
     'CHANNEL_ATTENTIONS', 'GaussianChannelAttention', 'ImageRelativePositionBias', 'LayerNorm2d',
     'RelPosSelfAttention', 'SEAttention', 'SpatialAttentionGate', 'SRMAttention',
     'irpe_euclidean_buckets', 'mean_std_pool', 'PartialMLP', 'PartialNetBlock',
-    'PartialNetBlockV2', 'PartialNetStage', 'PartialNetClassifier', 'PartialNetHead', 'PartialNetPreLogits',
-    'PartialNet', 'load_backbone_checkpoint', 'PATChannel', 'PATConv', 'PATSelfAttention',
-    'PATSpatial'
+    'PartialNetBlockV2', 'PartialNetStage', 'PartialNetClassifier', 'PartialNetHead',
+    'PartialNetPreLogits', 'PartialNet', 'checkpoint_form', 'load_backbone_checkpoint',
+    'PATChannel', 'PATConv', 'PATSelfAttention', 'PATSpatial'
 ]

@@ -249,7 +249,7 @@ class DynamicPATConv(nn.Module):
         plain.load_state_dict(slice_mixer_state(state, self.channels, k))
         return plain
 
-    def switch_to_deploy(self) -> None:
+    def fuse(self):
         raise RuntimeError(f'{type(self).__name__}: freeze the learned split first '
                            f'(tools/export_split_ratios.py), then deploy the plain model')
 

@@ -4,6 +4,7 @@ Global average pool -> 1D convolution across channels (kernel k, no bias, no
 dimensionality reduction) -> sigmoid -> rescale the input. ``k`` adapts to the
 channel count: ``t = int(|(log2(C) + b) / gamma|)``, ``k = t`` if odd else ``t + 1``.
 """
+import copy
 import math
 from typing import Optional
 
@@ -59,6 +60,14 @@ class ECA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weights(x)
+
+    @classmethod
+    def deployed(cls, channels: int) -> 'ECA':
+        """Nothing to fold: the deploy form (inside PATConv) is the layer itself."""
+        return cls(channels)
+
+    def fuse(self) -> 'ECA':
+        return copy.deepcopy(self)
 
     def extra_repr(self) -> str:
         return f'in_channels={self.in_channels}, kernel_size={self.kernel_size}'

@@ -10,10 +10,13 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .attention import CHANNEL_ATTENTIONS
-from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
+from .dpconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
+from .fast_ops import PatchConv, memory_format_of
 from .patconv import PATChannel, PATSelfAttention
 from .utils import ConvNorm, build_norm, check_input_channels
+
+FOLDABLE_NORMS = ('BN', 'BN2d', 'SyncBN')
 
 
 class PartialNet(BaseModule):
@@ -47,6 +50,10 @@ class PartialNet(BaseModule):
             counts need it; the authors' released configs switch it off for most variants).
         with_out_norm (bool): a norm on each output (detection); classification
             heads in the paper read the last stage without one.
+        deploy (bool): build the fused inference graph (what :meth:`switch_to_deploy`
+            turns a trained model into), so that a fused checkpoint loads. It runs
+            channels_last, stays in eval mode, and its parameters are frozen: heads can
+            be trained on top of it, but gradients cannot flow through it.
         norm_cfg (dict): norm for every BN in the network. act_cfg (dict | None):
             activation; None takes the arch's (GELU for T0/T1, ReLU otherwise).
         init_cfg (dict | list | None): None gives truncated-normal init;
@@ -84,6 +91,7 @@ class PartialNet(BaseModule):
                  with_out_norm: bool = True,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: Optional[dict] = None,
+                 deploy: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None):
         if init_cfg is None:
             init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.0)]
@@ -104,31 +112,43 @@ class PartialNet(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        self.deploy = False
         self.channels = [embed_dims * 2 ** i for i in range(self.num_stages)]
         ratios = self.parse_partial_ratio(partial_ratio, depths)
         dpconv = self.parse_dpconv(dpconv)
         self.dpconv = dpconv is not None
+        self.norm_cfg = norm_cfg
+        if deploy:
+            self.check_deployable()
 
-        self.patch_embed = ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
+        # stem conv 4x4 s4 + BN; stages of blocks v1 (PAT_ch) then v2 (PAT_sf)
+        self.patch_embed = nn.Conv2d(in_channels, embed_dims, 4, 4) if deploy else \
+            ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
         drop_path_rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
         self.stages = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(self.channels, depths, strict=True)):
             blocks = nn.Sequential()
             for ratio in ratios[i]:
-                mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp)
+                mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp, deploy)
                 if i < self.num_stages - 1:
-                    mixer_type = DynamicPATChannel if self.dpconv else PATChannel
-                    mixer = mixer_type(dim, ratio, CHANNEL_ATTENTIONS[channel_attention],
-                                       norm_cfg, **(dpconv or {}))
-                    block = PartialNetBlock(mixer, mlp, next(drop_path_rates))
+                    attention = CHANNEL_ATTENTIONS[channel_attention]
+                    if self.dpconv:
+                        mixer = DynamicPATChannel(dim, ratio, attention, norm_cfg, **dpconv)
+                    else:
+                        mixer = PATChannel(dim, ratio, attention, norm_cfg, deploy=deploy)
+                    block = PartialNetBlock(mixer, mlp, next(drop_path_rates), deploy)
                 else:
-                    mixer_type = DynamicPATSelfAttention if self.dpconv else PATSelfAttention
-                    mixer = mixer_type(dim, ratio, num_heads, attn_drop, proj_drop,
-                                       **(dpconv or {}))
-                    block = PartialNetBlockV2(mixer, mlp, next(drop_path_rates))
+                    if self.dpconv:
+                        mixer = DynamicPATSelfAttention(dim, ratio, num_heads, attn_drop,
+                                                        proj_drop, **dpconv)
+                    else:
+                        mixer = PATSelfAttention(dim, ratio, num_heads, attn_drop, proj_drop,
+                                                 deploy=deploy)
+                    block = PartialNetBlockV2(mixer, mlp, next(drop_path_rates), deploy)
                 blocks.append(block)
-            downsample = ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg) if i > 0 else None
+            downsample = None
+            if i > 0:
+                downsample = PatchConv(dim // 2, dim, 2) if deploy else \
+                    ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg)
             self.stages.append(PartialNetStage(blocks, downsample, with_cp))
 
         self.with_out_norm = with_out_norm
@@ -136,6 +156,9 @@ class PartialNet(BaseModule):
             norm = build_norm(norm_cfg, self.channels[i]) if with_out_norm else nn.Identity()
             self.add_module(f'norm{i}', norm)
 
+        self.deploy = False
+        if deploy:
+            self._enter_deploy_mode()
         self._freeze_stages()
 
     # ------------------------------------------------------------------ config
@@ -232,19 +255,29 @@ class PartialNet(BaseModule):
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'PartialNet needs H and W >= {self.min_input_size} (total stride '
                              f'32), got {tuple(x.shape[-2:])}')
-        # deployed, the whole network runs channels_last (oneDNN's convs on CPU, the GEMM
-        # path of PointwiseConv on CUDA) and hands its outputs back in the input's layout
-        restore = self.deploy and not x.is_contiguous(memory_format=torch.channels_last)
-        if restore:
+        layout = memory_format_of(x)  # the outputs go back in the caller's layout
+        if self.deploy:
+            self._refuse_gradients(x)
+            # every conv and GEMM of the deployed graph is fastest channels_last (oneDNN on
+            # CPU, PointwiseConv's GEMMs on CUDA), and PAT_sf's tokens are its pixels
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                out = getattr(self, f'norm{i}')(x)
-                outs.append(out.contiguous() if restore else out)
+                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=layout))
         return tuple(outs)
+
+    def _refuse_gradients(self, x: torch.Tensor) -> None:
+        if torch.is_grad_enabled() and (
+                x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            raise RuntimeError(
+                'PartialNet(deploy=True) is an inference graph (BNs folded away, in-place '
+                'ops): gradients cannot flow through it. Keep its parameters frozen (as '
+                'deploy=True and switch_to_deploy() leave them) and its input free of '
+                'requires_grad to train heads on top of it, or train the unfused model '
+                '(deploy=False) and fuse it afterwards')
 
     # ------------------------------------------------------------------ training
     def _freeze_stages(self) -> None:
@@ -261,7 +294,7 @@ class PartialNet(BaseModule):
                 p.requires_grad = False
 
     def train(self, mode: bool = True):
-        super().train(mode)
+        super().train(mode and not self.deploy)  # a deployed backbone stays in eval mode
         self._freeze_stages()
         if mode and self.norm_eval:
             for m in self.modules():
@@ -278,23 +311,67 @@ class PartialNet(BaseModule):
             return
         super().init_weights()
 
+    def check_deployable(self) -> None:
+        """Raise if this configuration has no fused form."""
+        if self.dpconv:
+            raise ValueError('PartialNet(dpconv=...) learns its split ratios and has no fused '
+                             'form: export them with tools/export_split_ratios.py and deploy '
+                             'the plain PartialNet built from them')
+        norm = self.norm_cfg.get('type') if isinstance(self.norm_cfg, dict) else None
+        if norm not in FOLDABLE_NORMS:
+            raise ValueError(f'the fused PartialNet folds every BN into the conv beside it; '
+                             f'norm_cfg type {norm!r} cannot be folded (use one of '
+                             f'{FOLDABLE_NORMS})')
+
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
-        """Fold every BN that an adjacent conv can absorb and PAT_sp's BN + 1x1 conv
-        into the MLP's second 1x1 conv, and run channels_last from then on (outputs
-        come back in the input's layout). Eval-mode output is unchanged; the result is
-        for inference only."""
-        if self.dpconv:
-            raise RuntimeError('PartialNet(dpconv=...) learns its split ratios and cannot be '
-                               'deployed as is: export them with tools/export_split_ratios.py and '
-                               'deploy the plain PartialNet built from them')
+        """Turn this trained model into ``PartialNet(deploy=True)`` with the fused weights:
+        every BN folded into the conv next to it, PAT_sp's BN + 1x1 conv into the MLP's
+        second 1x1 conv. Eval-mode outputs are unchanged; the result is for inference."""
         if self.deploy:
             return
-        self.patch_embed.switch_to_deploy()
-        for stage in self.stages:
-            stage.switch_to_deploy()
-        self.to(memory_format=torch.channels_last)  # the 4-d weights
+        self.check_deployable()
+        self.patch_embed = self.patch_embed.fuse()
+        for i, stage in enumerate(self.stages):
+            self.stages[i] = stage.fuse()
+        self._enter_deploy_mode()
+
+    def _enter_deploy_mode(self) -> None:
+        self.to(memory_format=torch.channels_last)  # the 4-d weights, as the maps run
+        self.requires_grad_(False)
         self.deploy = True
+        self.eval()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        check_checkpoint_form(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def checkpoint_form(keys, prefix: str = '') -> Optional[str]:
+    """'fused' or 'training' for a PartialNet state dict (by its stem), else None."""
+    if prefix + 'patch_embed.conv.weight' in keys:
+        return 'training'
+    if prefix + 'patch_embed.weight' in keys:
+        return 'fused'
+    return None
+
+
+def check_checkpoint_form(model: 'PartialNet', keys, prefix: str = '',
+                          source: Optional[str] = None) -> None:
+    """A clear error when a fused checkpoint meets the training graph or the other way round
+    (loading would otherwise leave the model's weights at their initialisation)."""
+    form = checkpoint_form(keys, prefix)
+    what = f'checkpoint {source}' if source else 'the checkpoint'
+    if form == 'training' and model.deploy:
+        raise KeyError(f'{what} holds a training (unfused) PartialNet, but the model was built '
+                       f'with deploy=True (the fused graph). Load it without deploy=True, or '
+                       f'fuse it first: python tools/reparameterize_model.py CONFIG CHECKPOINT '
+                       f'OUT, then load OUT with model.backbone.deploy=True')
+    if form == 'fused' and not model.deploy:
+        raise KeyError(f'{what} holds a fused PartialNet (written by switch_to_deploy() or '
+                       f'tools/reparameterize_model.py), but the model is the training graph. '
+                       f'Build it with deploy=True (--cfg-options model.backbone.deploy=True) '
+                       f'to load it')
 
 
 def output_norm_keys(model: PartialNet) -> set:
@@ -330,6 +407,7 @@ def load_backbone_checkpoint(model: PartialNet, checkpoint: Optional[str],
         if not state:
             raise KeyError(f'{checkpoint}: no key starts with prefix {prefix!r}')
     state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    check_checkpoint_form(model, state, source=checkpoint)
 
     own = model.state_dict()
     missing = sorted(set(own) - set(state) - output_norm_keys(model))

@@ -3,14 +3,14 @@
 ``PATConv`` is the mechanism; ``PATChannel`` (PAT_ch), ``PATSelfAttention``
 (PAT_sf) and ``PATSpatial`` (PAT_sp) are the paper's three blocks built on it.
 """
-from typing import Callable, Type
+from typing import Callable, Optional, Tuple, Type
 
 import torch
 import torch.nn as nn
 
 from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention, LayerNorm2d,
-                        RelPosSelfAttention, SpatialAttentionGate, tracing)
-from .utils import build_norm, check_split
+                        RelPosSelfAttention, SpatialAttentionGate)
+from .utils import ChannelAffine, build_norm, check_split
 
 
 class PATConv(nn.Module):
@@ -21,7 +21,7 @@ class PATConv(nn.Module):
     def __init__(self, channels: int, attn_layer: Callable[[int], nn.Module],
                  ratio: float = 0.25):
         super().__init__()
-        self.channels = channels
+        self.channels, self.ratio = channels, ratio
         self.conv_channels = check_split(channels, ratio, type(self).__name__)
         self.attn_channels = channels - self.conv_channels
         self.conv = nn.Conv2d(self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
@@ -30,10 +30,6 @@ class PATConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_conv, x_attn = torch.split(x, [self.conv_channels, self.attn_channels], dim=1)
         return torch.cat((self.conv(x_conv), self.attn(x_attn)), dim=1)
-
-    def switch_to_deploy(self) -> None:
-        if hasattr(self.attn, 'switch_to_deploy'):
-            self.attn.switch_to_deploy()
 
 
 class ChannelAttentionBranch(nn.Module):
@@ -47,55 +43,34 @@ class ChannelAttentionBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.attention(x))
 
-    def switch_to_deploy(self) -> None:
-        if hasattr(self.attention, 'switch_to_deploy'):
-            self.attention.switch_to_deploy()
-
 
 class PATChannel(PATConv):
-    """PAT_ch: partial 3x3 conv + channel attention (Gaussian by default) then BN."""
+    """PAT_ch: partial 3x3 conv + channel attention (Gaussian by default) then BN.
+
+    ``deploy=True`` builds the inference form: the attention's deploy form and no closing
+    BN, which :meth:`fuse` hands to the block to fold into the MLP's first 1x1 conv.
+    """
 
     def __init__(self, channels: int, ratio: float = 0.25,
                  attention: Type[nn.Module] = GaussianChannelAttention,
-                 norm_cfg: dict = dict(type='BN')):
-        super().__init__(
-            channels,
-            lambda c: ChannelAttentionBranch(c, attention, norm_cfg),
-            ratio)
+                 norm_cfg: dict = dict(type='BN'), deploy: bool = False):
+        if deploy:
+            layer = attention.deployed
+        else:
+            def layer(c):
+                return ChannelAttentionBranch(c, attention, norm_cfg)
+        super().__init__(channels, layer, ratio)
+        self.attention, self.norm_cfg = attention, norm_cfg
 
-    def pop_trailing_norm(self) -> nn.Module:
-        """Detach the BN on the attended part (for folding into the next 1x1 conv)."""
-        norm, self.attn.norm = self.attn.norm, nn.Identity()
-        return norm
-
-
-class DeployPATChannel(nn.Module):
-    """Deploy form of :class:`PATChannel` once its closing BN is folded into the next
-    1x1 conv: the conv part and the attended part are written straight into one output
-    tensor (no concat copy). Same parameters and keys. Under autograd, torch.compile or
-    export it concatenates as the training graph does."""
-
-    def __init__(self, pat: PATChannel):
-        super().__init__()
-        if not isinstance(pat.attn.norm, nn.Identity):
-            raise ValueError('fold PAT_ch\'s closing BN (pop_trailing_norm) before deploying it')
-        if not hasattr(pat.attn.attention, 'weights'):
-            raise TypeError(f'{type(pat.attn.attention).__name__} has no weights(x) method')
-        self.conv_channels, self.attn_channels = pat.conv_channels, pat.attn_channels
-        self.conv = pat.conv
-        self.attn = pat.attn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_conv, x_attn = torch.split(x, [self.conv_channels, self.attn_channels], dim=1)
-        if tracing() or torch.is_grad_enabled():
-            return torch.cat((self.conv(x_conv), self.attn(x_attn)), dim=1)
-        out = torch.empty_like(x)
-        torch.mul(x_attn, self.attn.attention.weights(x_attn), out=out[:, self.conv_channels:])
-        out[:, :self.conv_channels] = self.conv(x_conv)
-        return out
-
-    def switch_to_deploy(self) -> None:
-        """Already deployed."""
+    @torch.no_grad()
+    def fuse(self) -> Tuple['PATChannel', ChannelAffine]:
+        """The deploy form with this layer's weights, and the closing BN as the affine map
+        it leaves on the attended channels."""
+        twin = PATChannel(self.channels, self.ratio, self.attention, self.norm_cfg,
+                          deploy=True).to(self.conv.weight)
+        twin.conv.load_state_dict(self.conv.state_dict())
+        twin.attn.load_state_dict(self.attn.attention.fuse().state_dict())
+        return twin, ChannelAffine.of_norm(self.attn.norm, self.conv_channels)
 
 
 class SelfAttentionBranch(nn.Module):
@@ -110,21 +85,44 @@ class SelfAttentionBranch(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attn(self.norm(x))
 
-    def switch_to_deploy(self) -> None:
-        if isinstance(self.attn, RelPosSelfAttention):
-            self.attn = DeployRelPosSelfAttention(self.norm, self.attn)
-            self.norm = nn.Identity()
+    @torch.no_grad()
+    def fuse(self) -> DeployRelPosSelfAttention:
+        """The deploy form: the LayerNorm's affine part folded into ``qkv``."""
+        norm, attn = self.norm, self.attn
+        twin = DeployRelPosSelfAttention(attn.qkv.in_features, attn.num_heads, attn.rpe_k.alpha,
+                                         norm.eps).to(attn.qkv.weight)
+        weight = attn.qkv.weight
+        twin.qkv.weight.copy_(weight * norm.weight[None, :])
+        twin.qkv.bias.copy_(weight @ norm.bias)
+        twin.proj.load_state_dict(attn.proj.state_dict())
+        twin.rpe_k.load_state_dict(attn.rpe_k.state_dict())
+        return twin
 
 
 class PATSelfAttention(PATConv):
     """PAT_sf: partial 3x3 conv + global multi-head self-attention with iRPE."""
 
     def __init__(self, channels: int, ratio: float = 0.25, num_heads: int = 4,
-                 attn_drop: float = 0.1, proj_drop: float = 0.1, rpe_alpha: float = 20):
-        super().__init__(
-            channels,
-            lambda c: SelfAttentionBranch(c, num_heads, attn_drop, proj_drop, rpe_alpha),
-            ratio)
+                 attn_drop: float = 0.1, proj_drop: float = 0.1, rpe_alpha: float = 20,
+                 deploy: bool = False):
+        if deploy:
+            def layer(c):
+                return DeployRelPosSelfAttention(c, num_heads, rpe_alpha)
+        else:
+            def layer(c):
+                return SelfAttentionBranch(c, num_heads, attn_drop, proj_drop, rpe_alpha)
+        super().__init__(channels, layer, ratio)
+        self.settings = dict(num_heads=num_heads, attn_drop=attn_drop, proj_drop=proj_drop,
+                             rpe_alpha=rpe_alpha)
+
+    @torch.no_grad()
+    def fuse(self) -> Tuple['PATSelfAttention', Optional[ChannelAffine]]:
+        """The deploy form with this layer's weights (no affine map is left over)."""
+        twin = PATSelfAttention(self.channels, self.ratio, **self.settings,
+                                deploy=True).to(self.conv.weight)
+        twin.conv.load_state_dict(self.conv.state_dict())
+        twin.attn.load_state_dict(self.attn.fuse().state_dict())
+        return twin, None
 
 
 class PATSpatial(nn.Module):
@@ -132,7 +130,7 @@ class PATSpatial(nn.Module):
     ``conv1x1(BN(x))`` on the second; concatenated (attention half first).
 
     The second half is linear, so it folds into a preceding 1x1 conv: see
-    :meth:`PartialMLP.switch_to_deploy`.
+    :meth:`PartialMLP.fuse`.
     """
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):

@@ -1,5 +1,6 @@
 """Small pure-torch helpers: norm/activation builders, DropPath, conv-BN folding."""
 import copy
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -136,107 +137,41 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     return fused
 
 
-def fold_affine_into_next_conv(conv: nn.Conv2d, start: int, scale: torch.Tensor,
-                               shift: torch.Tensor) -> nn.Conv2d:
-    """Fold ``x[:, start:start+len(scale)] * scale + shift`` applied *before* a 1x1 conv.
+@dataclass
+class ChannelAffine:
+    """``y[:, start:start + n] = scale * x[:, start:start + n] + shift``, other channels
+    unchanged: a per-channel affine map left on a module's output (PAT_ch's closing BN)
+    for the 1x1 conv after it to absorb (:func:`fold_input_affine`)."""
+    start: int
+    scale: torch.Tensor
+    shift: torch.Tensor
 
-    Exact for 1x1 convolutions without padding and groups == 1.
-    """
+    @classmethod
+    def of_norm(cls, bn: _BatchNorm, start: int) -> 'ChannelAffine':
+        return cls(start, *bn_affine(bn))
+
+
+def fold_input_affine(conv: nn.Conv2d, affine: ChannelAffine) -> nn.Conv2d:
+    """A conv with bias computing ``conv(affine(x))``; exact for a 1x1 conv without padding
+    or groups (the map commutes with no spatial mixing)."""
     if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding not in ((0, 0), 'valid'):
         raise ValueError('an affine map can only be folded into a following 1x1 conv')
-    stop = start + scale.numel()
+    stop = affine.start + affine.scale.numel()
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, conv.stride,
                       bias=True).to(conv.weight)
     w = conv.weight.detach().clone()
     bias = conv.bias.detach().clone() if conv.bias is not None else w.new_zeros(conv.out_channels)
     with torch.no_grad():
-        cols = w[:, start:stop, 0, 0]
-        bias += cols @ shift
-        w[:, start:stop, 0, 0] = cols * scale
+        cols = w[:, affine.start:stop, 0, 0]
+        bias += cols @ affine.shift
+        w[:, affine.start:stop, 0, 0] = cols * affine.scale
         fused.weight.copy_(w)
         fused.bias.copy_(bias)
     return fused
 
 
-def space_to_depth(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Non-overlapping k x k patches to channels, offset-major: output channel
-    ``(i * k + j) * C + c`` at ``(h, w)`` is input channel ``c`` at ``(k h + i, k w + j)``.
-
-    One permuted copy; unlike ``pixel_unshuffle`` (channel-major, ``c * k * k + i * k + j``)
-    it moves whole rows (NCHW) or whole pixels (channels_last) at a time, 3-5x faster on
-    CPU. The output keeps a channels_last input channels_last.
-    """
-    n, c, h, w = x.shape
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        y = x.permute(0, 2, 3, 1).reshape(n, h // k, k, w // k, k, c)
-        return y.permute(0, 1, 3, 2, 4, 5).reshape(n, h // k, w // k, k * k * c) \
-            .permute(0, 3, 1, 2)
-    y = x.reshape(n, c, h // k, k, w // k, k).permute(0, 3, 5, 1, 2, 4)
-    return y.reshape(n, k * k * c, h // k, w // k)
-
-
-class PointwiseConv(nn.Conv2d):
-    """Deploy form of a 1x1 conv with bias (same parameters and keys as the conv).
-
-    A channels_last CUDA input runs as a GEMM over its (B*H*W, C) rows (``F.linear``),
-    where cuBLAS adds the bias in the GEMM's epilogue; cuDNN's conv adds it in a second
-    pass over the output, a broadcast add that costs about as much as a residual add.
-    Everything else (CPU, NCHW) runs the plain conv, the faster path there.
-    """
-
-    @classmethod
-    def from_conv(cls, conv: nn.Conv2d) -> 'PointwiseConv':
-        if conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or \
-                conv.padding not in ((0, 0), 'valid') or conv.dilation != (1, 1):
-            raise ValueError(f'PointwiseConv takes a plain 1x1 conv, got {conv}')
-        pw = cls(conv.in_channels, conv.out_channels, 1, bias=conv.bias is not None).to(
-            conv.weight)
-        with torch.no_grad():
-            pw.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                pw.bias.copy_(conv.bias)
-        return pw
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and x.is_contiguous(memory_format=torch.channels_last):
-            return nn.functional.linear(x.permute(0, 2, 3, 1), self.weight[:, :, 0, 0],
-                                        self.bias).permute(0, 3, 1, 2)
-        return super().forward(x)
-
-
-class PatchConv(nn.Module):
-    """Deploy form of a k x k, stride k convolution (non-overlapping patches):
-    :func:`space_to_depth` then a 1x1 conv with the same weights, i.e. one plain GEMM
-    (oneDNN's strided 2x2 conv is the slower path at batch 1 on CPU). Trailing rows and
-    columns that do not fill a patch are dropped, as the strided conv drops them."""
-
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        k = conv.kernel_size[0]
-        if conv.kernel_size != (k, k) or conv.stride != (k, k) or conv.groups != 1 or \
-                conv.padding not in ((0, 0), 'valid') or conv.dilation != (1, 1):
-            raise ValueError(f'PatchConv needs a k x k conv with stride k, no padding or '
-                             f'groups, got {conv}')
-        self.patch = k
-        self.conv = PointwiseConv(conv.in_channels * k * k, conv.out_channels, 1,
-                                  bias=conv.bias is not None).to(conv.weight)
-        with torch.no_grad():
-            # space_to_depth puts input channel c, offset (i, j) at (i * k + j) * C + c
-            self.conv.weight.copy_(conv.weight.permute(0, 2, 3, 1).reshape(
-                conv.out_channels, -1, 1, 1))
-            if conv.bias is not None:
-                self.conv.bias.copy_(conv.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.patch
-        h, w = x.shape[-2] // k * k, x.shape[-1] // k * k
-        if (h, w) != tuple(x.shape[-2:]):
-            x = x[..., :h, :w]
-        return self.conv(space_to_depth(x, k))
-
-
 class ConvNorm(nn.Sequential):
-    """``norm(conv(x))`` with a bias-free conv; ``switch_to_deploy`` fuses both into one conv."""
+    """``norm(conv(x))`` with a bias-free conv; ``fuse()`` returns both as one conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  groups: int = 1, norm_cfg: Optional[dict] = None):
@@ -245,11 +180,9 @@ class ConvNorm(nn.Sequential):
                               groups=groups, bias=False)
         self.norm = build_norm(norm_cfg or dict(type='BN'), out_channels)
 
-    def switch_to_deploy(self) -> None:
-        if isinstance(self.norm, nn.Identity):
-            return
-        self.conv = fuse_conv_bn(self.conv, self.norm)
-        self.norm = nn.Identity()
+    def fuse(self) -> nn.Conv2d:
+        """The deployed twin: one conv with bias computing ``norm(conv(x))`` (eval mode)."""
+        return fuse_conv_bn(self.conv, self.norm)
 
 
 def check_input_channels(x: torch.Tensor, channels: int, what: str) -> None:
