@@ -1,4 +1,4 @@
-# PartialNet-T0 with DPConv on ImageNet-1k: learn every block's split ratio (FACTS §3).
+# PartialNet-T0 with DPConv on ImageNet-1k: learn every block's split ratio (the paper's section 3.2).
 # Flow: train this, export the ratios (tools/export_split_ratios.py CKPT --base-config
 # configs/partialnet-t0_8xb512_in1k.py), then retrain the plain model they define.
 _base_ = './partialnet-t0_8xb512_in1k.py'

@@ -1,4 +1,4 @@
-"""One fix for mmengine 0.10.7 on torch >= 2.6, and one reader for local checkpoints.
+"""One fix for mmengine 0.10.7 on torch >= 2.6.
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default. mmengine 0.10.7's
 checkpoint loader calls ``torch.load`` without the argument, and its own
@@ -9,43 +9,10 @@ or through a config's ``custom_imports``) re-registers mmengine's loader for loc
 files with ``weights_only=False``: the behaviour mmengine was written for. Remote
 schemes (http, s3, ...) are left to mmengine. Nothing in site-packages is edited.
 
-The same reader serves this package's tools, so a truncated or corrupt file gives one
-error that names it, wherever it is loaded (``init_cfg``, ``load_from``, the converters).
+The loader is :func:`partialnet_mm.checkpoint.read_checkpoint_file`, whose errors name the
+file.
 """
-import os
-import os.path as osp
-
-import torch
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that exists but cannot be read."""
-
-
-def read_checkpoint_file(filename, map_location='cpu'):
-    """``torch.load`` of a local, trusted checkpoint (``weights_only=False``), with an
-    error naming the file when it is missing, truncated or not a PyTorch checkpoint."""
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
-    try:
-        return torch.load(filename, map_location=map_location, weights_only=False)
-    except Exception as err:  # zip, pickle and EOF errors alike: none names the file
-        raise CheckpointError(
-            f'cannot read checkpoint {filename} ({osp.getsize(filename)} bytes): '
-            f'{type(err).__name__}: {str(err).rstrip(".")}. The file is truncated (an '
-            f'interrupted save or download), corrupt, or not a PyTorch checkpoint') from err
-
-
-def write_checkpoint(obj, filename) -> str:
-    """``torch.save`` into ``filename`` (folders made) through a temporary file renamed at
-    the end, so that an interrupted save never leaves a truncated checkpoint behind."""
-    filename = str(filename)
-    os.makedirs(osp.dirname(osp.abspath(filename)), exist_ok=True)
-    partial = filename + '.partial'
-    torch.save(obj, partial)
-    os.replace(partial, filename)
-    return filename
+from .checkpoint import read_checkpoint_file
 
 
 def load_from_local(filename, map_location=None):

@@ -1,29 +1,12 @@
+"""Fixtures shared by the test modules (plain helpers are in helpers.py)."""
 import pytest
-import torch
 
-from partialnet_mm.benchmark import randomize_norms
-
-TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), act_cfg=dict(type='GELU'))
+from partialnet_mm.datasets.synthetic_coco import make_synthetic_coco
 
 
-@pytest.fixture
-def tiny_arch():
-    return dict(TINY)
-
-
-def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every BN non-trivial statistics and affine parameters (so folding is tested):
-    the helper the benchmark and export tools use for their fused == unfused check."""
-    return randomize_norms(model, seed)
-
-
-def mm_build(scope: str, cfg: dict):
-    """Build a model in an OpenMMLab scope ('mmdet' or 'mmpretrain') without leaving a
-    global default scope behind for later tests."""
-    import importlib
-
-    from mmengine.registry import DefaultScope
-    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg)
+@pytest.fixture(scope='session')
+def coco_root(tmp_path_factory):
+    """A small generated COCO set (8 train, 4 val images of 128x128)."""
+    root = str(tmp_path_factory.mktemp('coco'))
+    make_synthetic_coco(root, num_train=8, num_val=4, size=128)
+    return root

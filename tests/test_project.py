@@ -1,12 +1,13 @@
-"""The project's own promises: CI runs the README's commands; the fidelity targets hold."""
+"""The project's own promises: CI runs the README's commands; the fidelity targets hold; the wheel."""
 import os
+import os.path as osp
 import re
 
 import pytest
 
-from partialnet_mm.analysis import PAPER, fidelity_table, format_table
+from partialnet_mm.apis.complexity import PAPER, fidelity_table, format_table
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, run
 
 
 def _read(*parts):
@@ -56,3 +57,43 @@ def test_training_graph_matches_authors_code(table, arch):
 def test_table_printable(table):
     text = format_table(list(table.values()))
     assert text.count('\n') == len(PAPER) + 1 and '| S | 28.98 |' in text
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_package_configs_and_tools(tmp_path):
+    """``pip install .`` (not editable): every subpackage, and the configs and tools under
+    ``partialnet_mm/.mim``, which work from the installed package."""
+    import glob
+    import sys
+    import zipfile
+
+    code, log = run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation',
+                     '-q', '-w', str(tmp_path / 'dist'), REPO], timeout=300)
+    assert code == 0, log[-3000:]
+    wheel, = glob.glob(str(tmp_path / 'dist' / 'partialnet_mm-*.whl'))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sources = {osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'partialnet_mm', '**',
+                                                                 '*.py'), recursive=True)
+               if '.mim' not in p}
+    assert sources <= names, sorted(sources - names)
+    for folder, pattern in (('configs', '**/*.py'), ('tools', '*.py'), ('tools', '*.sh')):
+        expected = {f'partialnet_mm/.mim/{folder}/' + osp.relpath(p, osp.join(REPO, folder))
+                    for p in glob.glob(osp.join(REPO, folder, pattern), recursive=True)}
+        assert expected and expected <= names, sorted(expected - names)
+
+    site = tmp_path / 'site'
+    code, log = run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--target',
+                     str(site), wheel], timeout=300)
+    assert code == 0, log[-3000:]
+    # outside the repository, with only the installed copy on the path
+    mim = site / 'partialnet_mm' / '.mim'
+    script = (f'import partialnet_mm, sys; assert partialnet_mm.__file__.startswith({str(site)!r})'
+              f'; from mmengine.config import Config; '
+              f'cfg = Config.fromfile({str(mim / "configs" / "mask_rcnn_partialnet_s_1x.py")!r}); '
+              f'print(cfg.model.backbone.type, cfg.model.backbone.arch)')
+    env = f'PYTHONPATH={site}'
+    code, log = run(['bash', '-c', f'{env} {sys.executable} -c "{script}"'], cwd=str(tmp_path))
+    assert code == 0 and 'PartialNet s' in log, log[-3000:]
+    code, log = run(['bash', '-c', f'{env} {sys.executable} {mim / "tools" / "benchmark.py"} t0 '
+                                   f'--smoke --no-cuda --no-peers'], cwd=str(tmp_path))
+    assert code == 0 and 'PartialNet-T0 fused' in log, log[-3000:]

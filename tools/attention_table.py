@@ -6,7 +6,7 @@ parameters and FLOPs at 224x224, beside the paper's table-12 top-1 on ImageNet.
 """
 import argparse
 
-from partialnet_mm.analysis import attention_table
+from partialnet_mm.apis.complexity import attention_table
 
 NAMES = {'srm': 'SRM', 'se': 'SE', 'gaussian': 'Gaussian (PAT_ch, paper)', 'eca': 'ECA'}
 

@@ -18,8 +18,8 @@ import argparse
 import json
 import sys
 
-from partialnet_mm.benchmark import (FusionMismatch, benchmark_classifier, benchmark_detector,
-                                     classifier_from_config, format_result)
+from partialnet_mm.benchmark import (FusionMismatch, TimingSettings, benchmark_classifier,
+                                     benchmark_detector, classifier_from_config, format_result)
 
 
 def parse_args(argv=None):
@@ -33,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument('--input-size', type=int, default=224)
     p.add_argument('--runs', type=int, default=100, help='timed CPU latency runs per model')
     p.add_argument('--warmup', type=int, default=10)
-    p.add_argument('--rounds', type=int, default=5, help='interleaved timing rounds')
+    p.add_argument('--rounds', type=int, default=5,
+                   help='interleaved timing rounds (= --runs: the models called in turn, one '
+                        'call at a time, the steadiest on a shared machine)')
     p.add_argument('--cpu-batch', type=int, default=32)
     p.add_argument('--cpu-runs', type=int, default=10)
     p.add_argument('--gpu-batch', type=int, default=256)
@@ -74,15 +76,15 @@ def main(argv=None):
                 kwargs = classifier_from_config(args.model)
             else:
                 kwargs = dict(arch=args.model)
-            result = benchmark_classifier(
-                model_kwargs=kwargs, checkpoint=args.checkpoint, input_size=args.input_size,
-                latency_runs=args.runs, throughput_batch=args.cpu_batch,
-                throughput_runs=args.cpu_runs, gpu_batch=args.gpu_batch, gpu_runs=args.gpu_runs,
-                warmup=args.warmup, rounds=args.rounds, channels_last=args.channels_last,
-                amp=not args.no_amp, compile_models=args.compile,
-                cuda=False if args.no_cuda else None, cpu=not args.no_cpu,
-                cuda_graph=args.cuda_graph,
-                peers=not args.no_peers)
+            settings = TimingSettings(
+                input_size=args.input_size, latency_runs=args.runs,
+                throughput_batch=args.cpu_batch, throughput_runs=args.cpu_runs,
+                gpu_batch=args.gpu_batch, gpu_runs=args.gpu_runs, warmup=args.warmup,
+                rounds=args.rounds, channels_last=args.channels_last, amp=not args.no_amp,
+                compile=args.compile, cpu=not args.no_cpu,
+                cuda=False if args.no_cuda else None, cuda_graph=args.cuda_graph)
+            result = benchmark_classifier(kwargs, settings, checkpoint=args.checkpoint,
+                                          peers=not args.no_peers)
     except FusionMismatch as e:
         print(f'error: {e}', file=sys.stderr)
         return 3

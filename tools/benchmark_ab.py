@@ -104,7 +104,8 @@ def detector_ab(old_pkg, config: str, args) -> None:
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
 
-    from partialnet_mm.benchmark import _build_detector, check_fused, randomize_norms
+    from partialnet_mm.benchmark import check_fused, randomize_norms
+    from partialnet_mm.benchmark.runner import _build_detector
 
     torch.manual_seed(0)
     cfg = Config.fromfile(config)

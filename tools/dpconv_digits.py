@@ -24,8 +24,8 @@ from mmengine.dataset import default_collate
 from mmengine.registry import init_default_scope
 
 import partialnet_mm  # noqa: F401
-from partialnet_mm.convert import read_checkpoint
-from partialnet_mm.dpconv_export import learned_split, plot_ratios, short_layer_name
+from partialnet_mm.checkpoint import read_checkpoint
+from partialnet_mm.dpconv.export import learned_split, plot_ratios, short_layer_name
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'partialnet-t0-dpconv_digits.py')

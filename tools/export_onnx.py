@@ -15,10 +15,11 @@ import sys
 
 import torch
 
-from partialnet_mm.benchmark import (FusionMismatch, check_fused, classifier_from_config,
-                                     deployed, load_classifier_checkpoint, randomize_norms)
+from partialnet_mm.apis.onnx_export import default_shapes, export, verify
+from partialnet_mm.benchmark import (FusionMismatch, check_fused, classifier_from_config, deployed,
+                                     randomize_norms)
 from partialnet_mm.models import PartialNet, PartialNetClassifier, load_backbone_checkpoint
-from partialnet_mm.onnx_export import default_shapes, export, verify
+from partialnet_mm.models.classifiers import load_classifier_checkpoint
 
 
 def main(argv=None):

@@ -17,8 +17,8 @@ import sys
 
 import torch
 
-from partialnet_mm.convert import read_checkpoint
-from partialnet_mm.dpconv_export import learned_split, short_layer_name, write_ratio_config
+from partialnet_mm.checkpoint import read_checkpoint
+from partialnet_mm.dpconv.export import learned_split, short_layer_name, write_ratio_config
 
 
 def main(argv=None):

@@ -8,8 +8,7 @@ Keeps the ``backbone.`` keys (prefix removed), drops the head and the optimizer.
 import argparse
 import sys
 
-from partialnet_mm.compat import CheckpointError, write_checkpoint
-from partialnet_mm.convert import read_checkpoint
+from partialnet_mm.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 
 
 def main(argv=None):

@@ -7,8 +7,8 @@
 import argparse
 import sys
 
-from partialnet_mm.convert import read_checkpoint
-from partialnet_mm.dpconv_export import learned_split, plot_ratios
+from partialnet_mm.checkpoint import read_checkpoint
+from partialnet_mm.dpconv.export import learned_split, plot_ratios
 
 
 def main(argv=None):

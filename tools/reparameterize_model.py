@@ -13,7 +13,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from partialnet_mm.reparameterize import reparameterize
+from partialnet_mm.apis.reparameterize import reparameterize
 
 
 def main(argv=None):

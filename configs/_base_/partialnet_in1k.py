@@ -1,4 +1,4 @@
-# PartialNet on ImageNet-1k with mmpretrain: the paper's table-8 recipe (FACTS §5).
+# PartialNet on ImageNet-1k with mmpretrain: the paper's appendix Tab. 8 recipe.
 # Variant files set: arch, head channels/activation, batch size, lr, weight decay, drop path,
 # RandAugment magnitude, mixup alpha, gradient clipping.
 _base_ = 'mmpretrain::_base_/default_runtime.py'

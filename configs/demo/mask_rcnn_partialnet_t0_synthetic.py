@@ -1,5 +1,5 @@
 # Mask R-CNN with a PartialNet-T0 backbone on the generated synthetic COCO set
-# (python -m partialnet_mm.synthetic_coco data/synthetic_coco): trains from scratch in a
+# (python -m partialnet_mm.datasets.synthetic_coco data/synthetic_coco): trains from scratch in a
 # few minutes on 2 CPU cores and evaluates with COCO bbox/segm AP. Mask R-CNN's structure
 # is kept; the RoI heads are narrowed and sample fewer RoIs so that it fits a CPU budget.
 _base_ = '../_base_/mask_rcnn_partialnet_1x.py'

@@ -1,0 +1,105 @@
+"""Run the installed MMDetection / MMPretrain ``tools/train.py`` and ``tools/test.py``.
+
+Our tools are thin: they import ``partialnet_mm`` (registration and the
+mmengine checkpoint fix), pick the framework from the config's ``default_scope``
+and hand every argument to that framework's own tool, so every flag of mmdet's
+and mmpretrain's tools works. On a machine without CUDA a ``--launcher pytorch``
+run uses the gloo backend and DDP without device ids (mmengine assumes CUDA).
+"""
+import importlib.util
+import os
+import runpy
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+TOOLS = ('train', 'test')
+
+
+def framework_tool(scope: str, kind: str) -> Path:
+    if kind not in TOOLS:
+        raise ValueError(f'unknown tool {kind!r}; choose one of {TOOLS}')
+    if scope not in ('mmdet', 'mmpretrain'):
+        raise ValueError(f"config default_scope is {scope!r}: partialnet_mm's tools run "
+                         f"mmdet or mmpretrain configs (default_scope 'mmdet' or 'mmpretrain')")
+    spec = importlib.util.find_spec(scope)
+    if spec is None or spec.origin is None:
+        raise ImportError(f'{scope} is not installed (see tools/setup_env.sh)')
+    tool = Path(spec.origin).parent / '.mim' / 'tools' / f'{kind}.py'
+    if not tool.is_file():
+        raise FileNotFoundError(f'{scope} ships no {kind} tool at {tool}')
+    return tool
+
+
+def _config_arg(argv: List[str]) -> str:
+    positional = [a for a in argv if not a.startswith('-')]
+    if not positional:
+        raise SystemExit('usage: tools/{train,test}.py CONFIG [args of the mmdet/mmpretrain tool]')
+    config = positional[0]
+    if not os.path.isfile(config):
+        raise SystemExit(f'config file not found: {config}')
+    return config
+
+
+def _launcher(argv: List[str]) -> str:
+    for i, a in enumerate(argv):
+        if a == '--launcher' and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith('--launcher='):
+            return a.split('=', 1)[1]
+    return 'none'
+
+
+def _add_cfg_options(argv: List[str], options: List[str]) -> List[str]:
+    """Append ``key=value`` options to the (single) --cfg-options of argv."""
+    argv = list(argv)
+    if '--cfg-options' in argv:
+        i = argv.index('--cfg-options') + 1
+        while i < len(argv) and not argv[i].startswith('--'):
+            i += 1
+        return argv[:i] + options + argv[i:]
+    return argv + ['--cfg-options'] + options
+
+
+def _cpu_distributed(argv: List[str]) -> List[str]:
+    import torch.distributed as dist
+    if not dist.is_initialized():  # mmengine skips its own init (which needs CUDA) then
+        dist.init_process_group(backend='gloo')
+    return _add_cfg_options(argv, ['model_wrapper_cfg.type=MMDistributedDataParallel',
+                                   'model_wrapper_cfg.device_ids=None',
+                                   'model_wrapper_cfg.broadcast_buffers=False'])
+
+
+def load_config(config: str, argv: List[str]):
+    """The config as the tool will see it: the file plus its --cfg-options."""
+    import argparse
+
+    from mmengine.config import Config, DictAction
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    known, _ = parser.parse_known_args(argv)
+    cfg = Config.fromfile(config)
+    if known.cfg_options:
+        cfg.merge_from_dict(known.cfg_options)
+    return cfg
+
+
+def run(kind: str, argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = _config_arg(argv)
+    import torch
+
+    import partialnet_mm  # noqa: F401  registration + checkpoint-loading fix
+    from partialnet_mm.datasets.preflight import DataConfigError, check_data
+
+    cfg = load_config(config, argv)
+    try:
+        check_data(cfg, ['test_dataloader'] if kind == 'test' else
+                   ['train_dataloader', 'val_dataloader'])
+    except DataConfigError as err:
+        raise SystemExit(f'{config}: {err}')
+    tool = framework_tool(cfg.get('default_scope', None), kind)
+    if _launcher(argv) != 'none' and not torch.cuda.is_available():
+        argv = _cpu_distributed(argv)
+    sys.argv = [str(tool)] + argv
+    runpy.run_path(str(tool), run_name='__main__')

@@ -1,0 +1,55 @@
+"""Tables: Markdown pipe tables drawn by rich (mmengine's dependency), for the terminal and
+for pasting into the docs as they are."""
+import io
+from typing import Iterable, Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table of ``rows`` (cells turned to text as they are) under ``headers``."""
+    table = Table(box=box.MARKDOWN)
+    for header in headers:
+        table.add_column(header, overflow='fold')
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    out = io.StringIO()
+    Console(file=out, width=10000, color_system=None, legacy_windows=False).print(table)
+    return '\n'.join(line.rstrip() for line in out.getvalue().splitlines()).strip('\n')
+
+
+# the columns a benchmark row may have: key, title, format
+COLUMNS = (('params_m', 'params (M)', '.2f'),
+           ('cpu_latency_ms', 'CPU latency (ms, 1 thread, batch 1)', '.2f'),
+           ('cpu_images_per_s', 'CPU images/s ({cpu_throughput})', '.3g'),
+           ('gpu_images_per_s', 'GPU images/s ({gpu_throughput})', '.0f'))
+
+
+def column_context(result: dict) -> dict:
+    """What the column titles say about how throughput was measured."""
+    s = result['settings']
+    if result['kind'] == 'classifier':
+        return dict(cpu_throughput=f'{s["throughput_threads"]} threads, batch '
+                                   f'{s["throughput_batch"]}',
+                    gpu_throughput=f'batch {s["gpu_batch"]}{", AMP" if s["amp"] else ""}')
+    return dict(cpu_throughput=f'{s["threads"]} threads, {s["height"]}x{s["width"]}',
+                gpu_throughput=f'batch 1, {s["height"]}x{s["width"]}')
+
+
+def format_result(result: dict) -> str:
+    """A benchmark result (``benchmark_classifier`` / ``benchmark_detector``) as a table, the
+    fused == unfused check, the ratios and the machine."""
+    rows = result['rows']
+    cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
+    context = column_context(result)
+    table = markdown_table(
+        ['model'] + [title.format(**context) for _, title, _ in cols],
+        [[r['model']] + [format(r[k], f) if k in r else '-' for k, _, f in cols] for r in rows])
+    lines = [table, '', f'fused vs unfused max abs diff (fp32): {result["fused_max_abs_diff"]:.2e}']
+    lines += [f'{k}: {v:.3f}' for k, v in result['ratios'].items()]
+    env = result['env']
+    lines.append(f'torch {env["torch"]}, {env["cpu"]} ({env["cpu_count"]} CPUs)'
+                 + (f', {env["gpu"]}' if 'gpu' in env else ', no GPU'))
+    return '\n'.join(lines)

@@ -1,0 +1,285 @@
+"""Inference speed of the deployed (fused) PartialNet against its unfused graph and peers.
+
+Every figure of one table comes from one process, with the models timed in interleaved
+rounds (:mod:`.timing`). Speed is reported only after the fused model is shown to compute the
+unfused one (:mod:`.verify`). Needs torch only; timm adds FasterNet, torchvision ResNet-50,
+mmdet the detection mode.
+"""
+import copy
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn as nn
+
+from ..models import PartialNet, PartialNetClassifier
+from ..models.classifiers import load_classifier_checkpoint
+from .timing import capture_cuda_graph, cudnn_benchmark, environment, num_threads, time_interleaved
+from .verify import check_fused, deployed, randomize_norms
+
+FASTERNET = {'t0': 'fasternet_t0', 't1': 'fasternet_t1', 't2': 'fasternet_t2',
+             's': 'fasternet_s', 'm': 'fasternet_m', 'l': 'fasternet_l'}
+# the roles of a table's rows; ratios are the fused row's against the others
+UNFUSED, FUSED = 'unfused', 'fused'
+
+
+@dataclass
+class TimingSettings:
+    """How one classifier table is timed (the command-line flags of tools/benchmark.py)."""
+    input_size: int = 224
+    latency_runs: int = 100       # CPU, 1 thread, batch 1
+    throughput_batch: int = 32    # CPU, all threads
+    throughput_runs: int = 10
+    gpu_batch: int = 256
+    gpu_runs: int = 30
+    warmup: int = 10
+    rounds: int = 5               # interleaved rounds; = runs calls the models in turn
+    channels_last: bool = False   # every model, input included
+    amp: bool = True              # fp16 autocast on the GPU
+    compile: bool = False         # torch.compile every model
+    cpu: bool = True
+    cuda: Optional[bool] = None   # None: when there is a GPU
+    cuda_graph: bool = False      # replay every model as a captured CUDA graph
+
+    def use_cuda(self) -> bool:
+        use = torch.cuda.is_available() if self.cuda is None else self.cuda
+        if use and not torch.cuda.is_available():
+            raise ValueError('cuda=True but torch sees no CUDA device')
+        if not (self.cpu or use):
+            raise ValueError('nothing to time: CPU timings are off and no CUDA device is used')
+        if self.cuda_graph and not use:
+            raise ValueError('CUDA graphs need a CUDA device')
+        if self.cuda_graph and self.compile:
+            raise ValueError('choose torch.compile or CUDA graphs, not both')
+        return use
+
+
+class BenchmarkRunner:
+    """The models of one table by role, set up once, and their rows.
+
+    ``models`` maps a role (``'unfused'``, ``'fused'``, ``'fasternet'``, ``'resnet50'``,
+    ``'baseline'``) to ``(display name, model)``. The runner owns the setup (memory layout,
+    ``torch.compile``, CUDA graphs, autocast) and writes each timing into the row of its role.
+    """
+
+    def __init__(self, models: Dict[str, tuple], channels_last: bool = False,
+                 compile_models: bool = False, cuda_graph: bool = False, amp: bool = True):
+        # channels_last: every model (and input) in that layout; else each model as built
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.models = {role: m.eval().to(memory_format=torch.channels_last) if channels_last
+                       else m.eval() for role, (_, m) in models.items()}
+        self.runners = {role: torch.compile(m) if compile_models else m
+                        for role, m in self.models.items()}
+        self.cuda_graph, self.amp = cuda_graph, amp
+        self.rows = {role: dict(role=role, model=name,
+                                params_m=sum(p.numel() for p in m.parameters()) / 1e6)
+                     for role, (name, m) in models.items()}
+
+    def calls(self, make_input: Callable[[str], object], device: str,
+              call: Callable[[nn.Module, object], object]) -> Dict[str, Callable[[], object]]:
+        """One no-argument call per role: ``call(model, input)`` on ``device`` (under fp16
+        autocast on CUDA when ``amp``; captured as a CUDA graph when asked)."""
+        inputs = make_input(device)
+        # a graph captures the casts, so autocast must not cache them outside it
+        autocast = torch.autocast('cuda', dtype=torch.float16, cache_enabled=not self.cuda_graph) \
+            if device == 'cuda' and self.amp else nullcontext()
+
+        def one(model):
+            def run():
+                with autocast:
+                    return call(model, inputs)
+            return capture_cuda_graph(run) if device == 'cuda' and self.cuda_graph else run
+        return {role: one(m) for role, m in self.runners.items()}
+
+    def time(self, column: str, calls: Dict[str, Callable[[], object]], warmup: int, runs: int,
+             rounds: int, per_call: Callable[[float], float], cuda: bool = False
+             ) -> Dict[str, float]:
+        """Time ``calls`` interleaved; write ``per_call(seconds)`` into each row's ``column``
+        and return the seconds per call by role."""
+        if cuda:
+            for m in self.models.values():
+                m.cuda()
+        with cudnn_benchmark(cuda):
+            seconds = time_interleaved(calls, warmup, runs, rounds,
+                                       sync=torch.cuda.synchronize if cuda else lambda: None)
+        for role, t in seconds.items():
+            self.rows[role][column] = per_call(t)
+        return seconds
+
+
+def fused_ratios(seconds: Dict[str, float], speedup: str, peer: str,
+                 throughput: bool = False) -> Dict[str, float]:
+    """The fused row against the others, from seconds per call by role: ``speedup`` (unfused
+    time over fused time) and, for every peer role, ``peer.format(role=...)``: fused time over
+    the peer's, or with ``throughput`` the fused model's throughput over the peer's."""
+    fused = seconds[FUSED]
+    out = {speedup: seconds[UNFUSED] / fused}
+    for role, t in seconds.items():
+        if role not in (UNFUSED, FUSED):
+            out[peer.format(role=role)] = t / fused if throughput else fused / t
+    return out
+
+
+def classifier_peers(arch: Optional[str], with_fasternet: bool = True,
+                     with_resnet50: bool = True) -> Dict[str, tuple]:
+    """By role: timm's FasterNet of the same size (if timm is installed) and ResNet-50."""
+    peers = {}
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    if with_fasternet and arch in FASTERNET and timm is not None:
+        peers['fasternet'] = (f'FasterNet-{arch.upper()} (timm)', timm.create_model(FASTERNET[arch]))
+    if with_resnet50:
+        try:
+            from torchvision.models import resnet50
+            peers['resnet50'] = ('ResNet-50 (torchvision)', resnet50())
+        except ImportError:
+            if timm is not None:
+                peers['resnet50'] = ('ResNet-50 (timm)', timm.create_model('resnet50'))
+    return peers
+
+
+def classifier_from_config(path: str) -> dict:
+    """PartialNetClassifier arguments from an mmpretrain config of ours."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(path)
+    backbone = dict(cfg.model.get('backbone') or {})
+    if str(backbone.get('type', '')).split('.')[-1] != 'PartialNet':
+        raise ValueError(f'{path}: model.backbone is not a PartialNet ({backbone.get("type")!r})')
+    if cfg.model.get('type') not in (None, 'ImageClassifier', 'DPConvImageClassifier'):
+        raise ValueError(f'{path} is a {cfg.model.type} config; for detectors use --det')
+    for key in ('type', 'init_cfg', 'drop_path_rate', 'frozen_stages', 'norm_eval', 'with_cp',
+                'out_indices', 'with_out_norm', 'deploy'):
+        backbone.pop(key, None)
+    if backbone.get('dpconv'):
+        raise ValueError(f'{path} learns split ratios (dpconv); benchmark the exported plain '
+                         f'config (tools/export_split_ratios.py)')
+    head = cfg.model.get('head') or {}
+    return dict(backbone, num_classes=head.get('num_classes', 1000),
+                mid_channels=head.get('mid_channels', 1280))
+
+
+def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSettings(),
+                         checkpoint: Optional[str] = None, peers: bool = True,
+                         seed: int = 0) -> dict:
+    """Unfused, fused and peer classifiers: CPU latency (1 thread, batch 1), CPU throughput
+    (all threads), CUDA throughput when a GPU is used. ``settings.cpu=False`` skips the CPU
+    timings (a GPU table); the fused == unfused check always runs."""
+    s = settings
+    use_cuda = s.use_cuda()
+    torch.manual_seed(seed)
+    label = model_kwargs['arch'].upper() if isinstance(model_kwargs['arch'], str) else 'custom'
+    unfused = PartialNetClassifier(**model_kwargs).eval()
+    if checkpoint:
+        load_classifier_checkpoint(unfused, checkpoint)
+    else:
+        randomize_norms(unfused, seed)
+    fused = deployed(unfused)
+    check_input = torch.randn(2, 3, s.input_size, s.input_size,
+                              generator=torch.Generator().manual_seed(seed))
+    diff = check_fused(unfused, fused, check_input, what=f'PartialNet-{label}')
+    if s.channels_last:
+        check_fused(unfused, fused, check_input.to(memory_format=torch.channels_last),
+                    what=f'PartialNet-{label} (channels_last)')
+    models = {UNFUSED: (f'PartialNet-{label} unfused', unfused),
+              FUSED: (f'PartialNet-{label} fused', fused)}
+    if peers:
+        models.update(classifier_peers(label.lower()))
+    runner = BenchmarkRunner(models, s.channels_last, s.compile, s.cuda_graph, s.amp)
+
+    def images(batch):
+        return lambda device: torch.randn(batch, 3, s.input_size, s.input_size, device=device) \
+            .to(memory_format=runner.memory_format)
+
+    def forward(model, x):
+        return model(x)
+
+    ratios = {}
+    if s.cpu:
+        with num_threads(1):
+            latency = runner.time('cpu_latency_ms', runner.calls(images(1), 'cpu', forward),
+                                  s.warmup, s.latency_runs, s.rounds, lambda t: 1e3 * t)
+        runner.time('cpu_images_per_s', runner.calls(images(s.throughput_batch), 'cpu', forward),
+                    min(s.warmup, 2), s.throughput_runs, min(s.rounds, s.throughput_runs),
+                    lambda t: s.throughput_batch / t)
+        ratios.update(fused_ratios(latency, 'fused_speedup_over_unfused',
+                                   'fused_latency_over_{role}'))
+    if use_cuda:
+        gpu = runner.time('gpu_images_per_s', runner.calls(images(s.gpu_batch), 'cuda', forward),
+                          s.warmup, s.gpu_runs, s.rounds, lambda t: s.gpu_batch / t, cuda=True)
+        ratios.update(fused_ratios(gpu, 'fused_gpu_speedup_over_unfused',
+                                   'fused_gpu_throughput_over_{role}', throughput=True))
+    return dict(kind='classifier', variant=label, fused_max_abs_diff=diff,
+                rows=list(runner.rows.values()), ratios=ratios,
+                settings=dict(asdict(s), throughput_threads=torch.get_num_threads(),
+                              gpu_batch=s.gpu_batch if use_cuda else None,
+                              checkpoint=checkpoint, weights='checkpoint' if checkpoint else
+                              'random (BN statistics randomised)'),
+                env=environment(use_cuda))
+
+
+# ---------------------------------------------------------------------- detection
+def _build_detector(cfg):
+    from ..apis.reparameterize import build_model
+
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone.pop('init_cfg', None)  # speed does not need the weights
+    return build_model(cfg).eval()
+
+
+def benchmark_detector(config, baseline='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+                       height: int = 800, width: int = 1216, runs: int = 5, warmup: int = 1,
+                       rounds: int = 5, cuda: Optional[bool] = None, seed: int = 0) -> dict:
+    """Images/s of Mask R-CNN with a PartialNet backbone (unfused and fused) against the
+    baseline config, on the same preprocessed image (batch 1, all CPU threads, and the
+    GPU when there is one). Random weights: heads keep few boxes."""
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+
+    def load(path):
+        return get_config(path) if '::' in str(path) else Config.fromfile(path)
+
+    torch.manual_seed(seed)
+    cfg = load(config)
+    unfused = _build_detector(cfg)
+    if not isinstance(unfused.backbone, PartialNet):
+        raise ValueError(f'{config}: the backbone is {type(unfused.backbone).__name__}, '
+                         f'not PartialNet')
+    randomize_norms(unfused.backbone, seed)
+    fused = copy.deepcopy(unfused)
+    fused.backbone.switch_to_deploy()
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone')
+    arch = cfg.model.backbone.get('arch')
+    label = arch.upper() if isinstance(arch, str) else 'custom'
+    runner = BenchmarkRunner({
+        UNFUSED: (f'Mask R-CNN PartialNet-{label} unfused', unfused),
+        FUSED: (f'Mask R-CNN PartialNet-{label} fused', fused),
+        'baseline': ('Mask R-CNN R50 (baseline config)', _build_detector(load(baseline)))})
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
+        batch_input_shape=(height, width), scale_factor=(1.0, 1.0)))
+
+    def predict(model, inputs):
+        return model(inputs, [sample], mode='predict')
+
+    def image(device):
+        return x.to(device)
+
+    cpu = runner.time('cpu_images_per_s', runner.calls(image, 'cpu', predict), warmup, runs,
+                      rounds, lambda t: 1 / t)
+    use_cuda = torch.cuda.is_available() if cuda is None else cuda
+    if use_cuda:
+        runner.time('gpu_images_per_s', runner.calls(image, 'cuda', predict), warmup, runs,
+                    rounds, lambda t: 1 / t, cuda=True)
+    ratios = fused_ratios(cpu, 'fused_over_unfused_cpu', 'fused_over_{role}_cpu', throughput=True)
+    return dict(kind='detector', config=str(config), baseline=str(baseline),
+                fused_max_abs_diff=diff, rows=list(runner.rows.values()), ratios=ratios,
+                settings=dict(height=height, width=width, runs=runs, warmup=warmup,
+                              rounds=rounds, batch=1, threads=torch.get_num_threads(),
+                              weights='random (BN statistics randomised)'),
+                env=environment(use_cuda))

@@ -1,0 +1,223 @@
+"""DPConv layers: the dynamic partial conv and the PATConv mixers whose split the gates
+decide, and the cut of their full-width tensors to a fixed split."""
+from typing import Dict, Type
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models.layers.attention import GaussianChannelAttention, SRMAttention
+from ..models.layers.patconv import (ChannelAttentionBranch, PATChannel, PATSelfAttention,
+                                     SelfAttentionBranch)
+from ..models.layers.utils import check_input_channels, check_split
+from .gates import ChannelGates, power_of_two_part
+
+
+class PartialConv3x3(nn.Module):
+    """FasterNet-style partial conv: 3x3 conv (no bias) on the first ``ratio * C``
+    channels, identity on the rest. The frozen form of :class:`DPConv`."""
+
+    def __init__(self, channels: int, ratio: float = 0.25):
+        super().__init__()
+        self.channels = channels
+        if ratio == 1:
+            self.conv_channels = channels
+        else:
+            self.conv_channels = check_split(channels, ratio, 'PartialConv3x3')
+        self.conv = nn.Conv2d(self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv_channels == self.channels:
+            return self.conv(x)
+        x_conv, x_id = torch.split(x, [self.conv_channels, self.channels - self.conv_channels], 1)
+        return torch.cat((self.conv(x_conv), x_id), dim=1)
+
+
+class DPConv(nn.Module):
+    """Dynamic partial 3x3 conv with identity on the channels it does not take.
+
+    Training: ``a * conv(x * a) + (1 - a) * x`` with the 0/1 channel mask ``a`` (so the
+    gates get gradients). Evaluation: the conv runs on the chosen channels only. Both
+    are the same function of the input for the same gate state.
+    """
+
+    def __init__(self, channels: int, init_ratio: float = 0.25, init_scale: float = 1e-8):
+        super().__init__()
+        self.channels = channels
+        self.gates = ChannelGates(channels, init_ratio, init_scale=init_scale)
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_channels(x, self.channels, type(self).__name__)
+        if self.training:
+            a = self.gates.channel_mask().to(x.dtype).view(1, -1, 1, 1)
+            return a * self.conv(x * a) + (1 - a) * x
+        k = self.gates.conv_channels()  # always a channel prefix
+        y = F.conv2d(x[:, :k], self.conv.weight[:k, :k], padding=1)
+        return torch.cat((y, x[:, k:]), dim=1)
+
+    @torch.no_grad()
+    def freeze(self) -> PartialConv3x3:
+        k = self.gates.conv_channels()
+        frozen = PartialConv3x3(self.channels, k / self.channels).to(self.conv.weight)
+        frozen.conv.weight.copy_(self.conv.weight[:k, :k])
+        return frozen
+
+
+class DynamicPATConv(nn.Module):
+    """PATConv whose split is decided by DPConv gates.
+
+    The conv and the attention branch are built over all C channels (any channel may
+    fall on either side). Output: ``a * conv(x * a) + (1 - a) * attend(x * (1 - a))``,
+    where ``attend`` must compute, on the channels it keeps, exactly what the plain
+    branch built for those channels computes: so the function equals the plain
+    PATConv with the gate-chosen split (checked by ``freeze``'s tests). Parameter names
+    equal the plain module's, plus ``gates.gate``.
+
+    At most half the channels go to the conv (``max_on = K - 1``), so the attention
+    branch is never empty.
+    """
+
+    def __init__(self, channels: int, attn_layer, gates: ChannelGates):
+        super().__init__()
+        self.channels = channels
+        self.gates = gates
+        self.conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.attn = attn_layer(channels)
+
+    def attend(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return self.attn(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input_channels(x, self.channels, type(self).__name__)
+        a = self.gates.channel_mask().to(x.dtype).view(1, -1, 1, 1)
+        keep = 1 - a
+        return a * self.conv(x * a) + keep * self.attend(x * keep, keep)
+
+    def make_plain(self, ratio: float) -> nn.Module:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def freeze(self) -> nn.Module:
+        """The plain PATConv with the learned split and this layer's weights."""
+        k = self.gates.conv_channels()
+        plain = self.make_plain(k / self.channels).to(self.conv.weight)
+        state = {key: v for key, v in self.state_dict().items() if not key.startswith('gates.')}
+        plain.load_state_dict(slice_mixer_state(state, self.channels, k))
+        return plain
+
+    def fuse(self):
+        raise RuntimeError(f'{type(self).__name__}: freeze the learned split first '
+                           f'(tools/export_split_ratios.py), then deploy the plain model')
+
+
+# Channel attentions for which zeroed input channels drop out exactly (they only mix
+# channels linearly through pooled statistics, or not at all).
+DPCONV_CHANNEL_ATTENTIONS = (GaussianChannelAttention, SRMAttention)
+
+
+class DynamicPATChannel(DynamicPATConv):
+    """PAT_ch with a learned split. Zeroed channels contribute nothing to the Gaussian
+    (or SRM) attention's pooled statistics and its per-channel ops, so the attention
+    over all C channels of ``x * (1 - a)`` equals the plain branch on the kept ones."""
+
+    def __init__(self, channels: int, ratio: float = 0.25,
+                 attention: Type[nn.Module] = GaussianChannelAttention,
+                 norm_cfg: dict = dict(type='BN'), init_scale: float = 1e-8):
+        if attention not in DPCONV_CHANNEL_ATTENTIONS:
+            raise ValueError(f'DPConv cannot learn the split of PAT_ch with '
+                             f'{attention.__name__}: its output for the kept channels depends on '
+                             f'the split size. Supported: '
+                             f'{[a.__name__ for a in DPCONV_CHANNEL_ATTENTIONS]}')
+        k, _ = power_of_two_part(channels, type(self).__name__)
+        gates = ChannelGates(channels, ratio, max_on=k - 1, init_scale=init_scale)
+        super().__init__(channels, lambda c: ChannelAttentionBranch(c, attention, norm_cfg), gates)
+        self.attention, self.norm_cfg = attention, norm_cfg
+
+    def make_plain(self, ratio: float) -> nn.Module:
+        return PATChannel(self.channels, ratio, self.attention, self.norm_cfg)
+
+
+class DynamicPATSelfAttention(DynamicPATConv):
+    """PAT_sf with a learned split. The kept channels get a LayerNorm over themselves
+    only and are dealt to the heads in order, as the plain branch built for them would
+    do; the lowest gates stay on so that the kept count is divisible by the heads."""
+
+    def __init__(self, channels: int, ratio: float = 0.25, num_heads: int = 4,
+                 attn_drop: float = 0.1, proj_drop: float = 0.1, rpe_alpha: float = 20,
+                 init_scale: float = 1e-8):
+        k, m = power_of_two_part(channels, type(self).__name__)
+        # kept = m * 2**s * (2**(k - s) - 1): divisible by the heads once m * 2**s is
+        min_on = next((s for s in range(k) if (m * 2 ** s) % num_heads == 0), k)
+        if min_on > k - 1:
+            raise ValueError(f'DynamicPATSelfAttention: no split of {channels} channels leaves '
+                             f'a multiple of num_heads={num_heads} for the attention')
+        gates = ChannelGates(channels, ratio, min_on=min_on, max_on=k - 1, init_scale=init_scale)
+        settings = dict(num_heads=num_heads, attn_drop=attn_drop, proj_drop=proj_drop,
+                        rpe_alpha=rpe_alpha)
+        super().__init__(channels, lambda c: SelfAttentionBranch(c, **settings), gates)
+        self.settings = settings
+
+    def attend(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        return masked_self_attention(self.attn, x, keep.flatten())
+
+    def make_plain(self, ratio: float) -> nn.Module:
+        return PATSelfAttention(self.channels, ratio, **self.settings)
+
+
+def masked_self_attention(branch: SelfAttentionBranch, x: torch.Tensor,
+                          keep: torch.Tensor) -> torch.Tensor:
+    """``branch`` restricted to the channels where ``keep`` (C,) is 1, written over all C.
+
+    LayerNorm statistics over the kept channels; kept channels dealt to the heads in
+    order (head_dim = kept / heads, scale from it); dropped channels are zero.
+    """
+    attn = branch.attn
+    b, c, h, w = x.shape
+    kept = int(keep.detach().sum().item())
+    heads = attn.num_heads
+    if kept == 0 or kept % heads:
+        raise ValueError(f'masked self-attention: {kept} kept channels cannot be split into '
+                         f'{heads} heads')
+    head_dim = kept // heads
+    # LayerNorm over the kept channels at each position
+    t = x.flatten(2).transpose(1, 2)  # B, N, C
+    mean = (t * keep).sum(-1, keepdim=True) / kept
+    var = (((t - mean) * keep) ** 2).sum(-1, keepdim=True) / kept
+    t = ((t - mean) * torch.rsqrt(var + branch.norm.eps) * branch.norm.weight
+         + branch.norm.bias) * keep
+    # channel -> head assignment of the kept channels, in channel order
+    rank = torch.cumsum(keep.detach(), 0) - 1
+    head_of = torch.where(keep.detach() > 0, torch.div(rank, head_dim, rounding_mode='floor'),
+                          torch.full_like(rank, -1))
+    heads_mask = (head_of[None, :] == torch.arange(heads, device=x.device)[:, None]).to(x.dtype)
+    q, k, v = attn.qkv(t).reshape(b, h * w, 3, c).unbind(2)  # each B, N, C
+    q = q * keep * head_dim ** -0.5
+    logits = torch.einsum('bnc,hc,bmc->bhnm', q, heads_mask, k) + attn.rpe_k(h, w)
+    probs = attn.attn_drop(logits.softmax(dim=-1))
+    out = torch.einsum('bhnm,bmc,hc->bnc', probs, v, heads_mask)
+    out = attn.proj_drop(attn.proj(out))
+    return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def slice_mixer_state(state: Dict[str, torch.Tensor], channels: int,
+                      conv_channels: int) -> Dict[str, torch.Tensor]:
+    """Cut a dynamic mixer's full-width tensors down to the plain mixer's shapes.
+
+    ``conv.*``: the first ``conv_channels`` along every C-long dim. ``attn.*``: the
+    remaining channels along every C-long dim, and along 3C-long dims read as stacked
+    q / k / v. (The other dims of these tensors, such as kernel sizes, heads and iRPE
+    buckets, are never C or 3C for a gated layer: the plain model's strict load checks.)
+    """
+    k, c = conv_channels, channels
+    out = {}
+    for key, value in state.items():
+        for dim, size in enumerate(value.shape):
+            if key.startswith('conv.') and size == c:
+                value = value.narrow(dim, 0, k)
+            elif key.startswith('attn.') and size == c:
+                value = value.narrow(dim, k, c - k)
+            elif key.startswith('attn.') and size == 3 * c:
+                value = torch.cat([value.narrow(dim, i * c + k, c - k) for i in range(3)], dim)
+        out[key] = value.clone()
+    return out

@@ -1,0 +1,312 @@
+"""Attention branches used on the attention part of a PATConv split.
+
+Channel attentions (each maps ``x -> x * weights(x)`` with weights of shape
+(B, C, 1, 1)): the paper's Gaussian channel attention (PAT_ch), SE and SRM (the
+paper's table-12 comparison). Spatial attention gate of PAT_sp. Multi-head
+self-attention with image relative position encoding (iRPE) for PAT_sf.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .eca import ECA
+from .fast_ops import one_pass_mean_std, scale_shift_, spread_offsets
+from .utils import ChannelReweighting, ConvNorm, bn_affine, build_norm
+
+
+def check_pooled_batch(norm: nn.Module, x: torch.Tensor, where: str) -> None:
+    """A per-GPU BatchNorm over pooled (B, C, 1, 1) statistics needs B >= 2 in training."""
+    if x.shape[0] == 1 and norm.training and isinstance(norm, nn.BatchNorm2d):
+        raise ValueError(f'{where} normalises pooled channel statistics with BatchNorm, which '
+                         f'needs at least 2 samples per GPU in training; got batch size 1. Use '
+                         f'batch >= 2 per GPU, norm_cfg=dict(type="SyncBN") across GPUs, or '
+                         f'norm_eval=True')
+
+
+def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and unbiased std over H x W, stacked to (B, C, 1, 2).
+
+    The std of a single position is undefined; it is taken as 0 there (no spread)
+    instead of propagating NaN.
+    """
+    flat = x.flatten(2)
+    mean = flat.mean(-1)
+    std = flat.std(-1) if flat.shape[-1] > 1 else torch.zeros_like(mean)
+    return torch.stack((mean, std), dim=-1).unsqueeze(2)
+
+
+class MeanStdPool(nn.Module):
+    """(B, C, H, W) -> (B, C, 1, 2) [mean, std]: the training graph's style pooling."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mean_std_pool(x)
+
+
+class DeployStyleAttention(nn.Module):
+    """Deploy form of the style-pooling channel attentions (Gaussian, SRM): mean and std
+    in one pass (:func:`one_pass_mean_std`), then the (1, 2) conv with its BN folded as one
+    linear map of the (B, 2C) statistics ``[means | stds]``, then the gate."""
+
+    def __init__(self, channels: int, gate: nn.Module):
+        super().__init__()
+        self.channels = channels
+        self.fc = nn.Linear(2 * channels, channels)
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = torch.cat(one_pass_mean_std(x), dim=1)
+        return x * self.gate(self.fc(stats))[:, :, None, None]
+
+
+class GaussianChannelAttention(ChannelReweighting):
+    """PAT_ch's channel attention: [mean, std] -> dense (1, 2) conv -> BN -> Hardsigmoid."""
+
+    gate_layer = nn.Hardsigmoid
+
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), groups: int = 1):
+        super().__init__()
+        self.channels = channels
+        self.pool = MeanStdPool()
+        self.cfc = ConvNorm(channels, channels, (1, 2), groups=groups, norm_cfg=norm_cfg)
+        self.gate = self.gate_layer()
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel attention weights, (B, C, 1, 1)."""
+        check_pooled_batch(self.cfc.norm, x, type(self).__name__)
+        return self.gate(self.cfc(self.pool(x)))
+
+    @classmethod
+    def deployed(cls, channels: int) -> DeployStyleAttention:
+        """The deploy form, as ``PartialNet(deploy=True)`` builds it."""
+        return DeployStyleAttention(channels, cls.gate_layer())
+
+    @torch.no_grad()
+    def fuse(self) -> DeployStyleAttention:
+        """The deploy form with this layer's weights: BN folded into the (1, 2) conv, which
+        (grouped or dense) becomes one dense (C, 2C) linear map."""
+        conv = self.cfc.fuse()
+        per = self.channels // conv.groups
+        twin = self.deployed(self.channels).to(conv.weight)
+        dense = [torch.block_diag(*conv.weight[:, :, 0, k].split(per)) for k in (0, 1)]
+        twin.fc.weight.copy_(torch.cat(dense, dim=1))
+        twin.fc.bias.copy_(conv.bias)
+        return twin
+
+
+class SRMAttention(GaussianChannelAttention):
+    """Style-based recalibration (Lee et al. 2019): the same style pooling with a
+    channel-wise (depthwise) FC and a sigmoid gate."""
+
+    gate_layer = nn.Sigmoid
+
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
+        super().__init__(channels, norm_cfg, groups=channels)
+
+
+class SEAttention(ChannelReweighting):
+    """Squeeze-and-excitation (Hu et al. 2018): GAP -> FC(C/r) -> ReLU -> FC(C) -> sigmoid.
+    Nothing to fold: the deploy form is the layer itself."""
+
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), reduction: int = 16,
+                 min_channels: int = 8):
+        super().__init__()
+        hidden = max(channels // reduction, min_channels)
+        self.reduce = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.expand = nn.Conv2d(hidden, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel attention weights, (B, C, 1, 1)."""
+        return self.gate(self.expand(self.act(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
+
+
+
+# name -> class, for PartialNet(channel_attention=...)
+CHANNEL_ATTENTIONS = {
+    'gaussian': GaussianChannelAttention,
+    'se': SEAttention,
+    'srm': SRMAttention,
+    'eca': ECA,
+}
+
+
+class SpatialAttentionGate(nn.Module):
+    """PAT_sp's attention half: ``BN(x * Hardsigmoid(conv1x1(x)))`` with a 1-channel map."""
+
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, 1, 1, bias=False)
+        self.gate = nn.Hardsigmoid()
+        self.norm = build_norm(norm_cfg, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x * self.gate(self.conv(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> 'InplaceSpatialGate':
+        twin = InplaceSpatialGate(self.conv.in_channels).to(self.conv.weight)
+        scale, shift = bn_affine(self.norm)
+        twin.conv.weight.copy_(self.conv.weight)
+        twin.scale.copy_(scale.reshape(twin.scale.shape))
+        twin.shift.copy_(shift.reshape(twin.shift.shape))
+        return twin
+
+
+class InplaceSpatialGate(nn.Module):
+    """Deploy form of :class:`SpatialAttentionGate`, applied in place to the first
+    ``channels`` channels of a tensor the caller owns (the MLP's fresh fc2 output), with
+    the BN as a per-channel scale and shift. Inference only."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.conv = nn.Conv2d(channels, 1, 1, bias=False)
+        self.register_buffer('scale', torch.ones(1, channels, 1, 1))
+        self.register_buffer('shift', torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        part = x[:, :self.channels]
+        part.mul_(F.hardsigmoid(self.conv(part)))
+        scale_shift_(part, self.scale, self.shift)
+        return x
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW tensor, at each position."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+def irpe_bucket(dist: torch.Tensor, alpha: float, beta: int, gamma: float) -> torch.Tensor:
+    """iRPE's euclidean bucket of a distance: d = round(dist); index = d if d <= alpha else
+    min(beta, round(alpha + ln(d / alpha) / ln(gamma / alpha) * (beta - alpha)));
+    bucket = index + beta (long)."""
+    d = dist.round()
+    far = alpha + torch.log(d.clamp(min=alpha) / alpha) / math.log(gamma / alpha) \
+        * (beta - alpha)
+    far = far.round().clamp(max=beta)
+    return (torch.where(d <= alpha, d, far) + beta).long()
+
+
+def irpe_euclidean_buckets(height: int, width: int, alpha: float, beta: int, gamma: float,
+                           device=None) -> torch.Tensor:
+    """Bucket of every (query, key) pair on an H x W grid, (H*W, H*W): the reference form
+    of what :class:`ImageRelativePositionBias` computes from relative offsets."""
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=device),
+                                torch.arange(width, dtype=torch.float64, device=device),
+                                indexing='ij')
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    dist = ((rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2).sqrt()
+    return irpe_bucket(dist, alpha, beta, gamma)
+
+
+class ImageRelativePositionBias(nn.Module):
+    """iRPE (Wu et al. ICCV 2021) in bias mode on keys: a learned scalar per head and bucket.
+
+    Works for any H x W and keeps nothing per input size: each call looks up the bucket
+    of every relative offset (a fixed table over offsets up to the distance where the
+    buckets saturate) and spreads those (2H - 1) x (2W - 1) biases over the query-key pairs.
+    """
+
+    def __init__(self, num_heads: int, alpha: float = 20, beta: int = 40, gamma: float = 160):
+        super().__init__()
+        if not 0 < alpha < gamma or beta < alpha:
+            raise ValueError(f'iRPE needs 0 < alpha < gamma and beta >= alpha, got '
+                             f'alpha={alpha}, beta={beta}, gamma={gamma}')
+        self.alpha, self.beta, self.gamma = alpha, int(beta), gamma
+        self.lookup_table_bias = nn.Parameter(torch.zeros(num_heads, 2 * self.beta + 1))
+        # buckets are monotone in the distance and reach the last one by d = gamma: offsets
+        # beyond `saturation` on either axis are all in the last bucket
+        last = irpe_bucket(torch.arange(math.ceil(gamma) + 1, dtype=torch.float64), alpha,
+                           self.beta, gamma)
+        self.saturation = int((last < 2 * self.beta).sum())
+        axis = torch.arange(self.saturation + 1, dtype=torch.float64)
+        table = irpe_bucket((axis[:, None] ** 2 + axis[None, :] ** 2).sqrt(), alpha, self.beta,
+                            gamma)
+        self.register_buffer('offset_buckets', table, persistent=False)  # fixed, input-free
+
+    def forward(self, height: int, width: int, dtype=None) -> torch.Tensor:
+        """The (heads, N, N) bias added to the attention logits (in ``dtype`` if given)."""
+        table = self.lookup_table_bias if dtype is None else self.lookup_table_bias.to(dtype)
+        device = table.device
+        rows = torch.arange(1 - height, height, device=device).abs_().clamp_(max=self.saturation)
+        cols = torch.arange(1 - width, width, device=device).abs_().clamp_(max=self.saturation)
+        buckets = self.offset_buckets.index_select(0, rows).index_select(1, cols)
+        per_offset = table.index_select(1, buckets.flatten()).view(-1, *buckets.shape)
+        return spread_offsets(per_offset, height, width)
+
+    def extra_repr(self) -> str:
+        return (f'alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, '
+                'method=euclidean, mode=bias')
+
+
+class RelPosSelfAttention(nn.Module):
+    """Multi-head self-attention over all H x W positions of an NCHW map, with iRPE on keys."""
+
+    def __init__(self, channels: int, num_heads: int = 4, attn_drop: float = 0.1,
+                 proj_drop: float = 0.1, rpe_alpha: float = 20):
+        super().__init__()
+        check_heads(channels, num_heads)
+        self.num_heads = num_heads
+        self.scale = (channels // num_heads) ** -0.5
+        self.qkv = nn.Linear(channels, channels * 3, bias=False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(channels, channels)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.rpe_k = ImageRelativePositionBias(num_heads, alpha=rpe_alpha, beta=2 * rpe_alpha,
+                                               gamma=8 * rpe_alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = x.flatten(2).transpose(1, 2)  # B, N, C
+        qkv = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, heads, N, head_dim
+        logits = (q * self.scale) @ k.transpose(-2, -1) + self.rpe_k(h, w)
+        attn = self.attn_drop(logits.softmax(dim=-1))
+        out = (attn @ v).transpose(1, 2).reshape(b, h * w, c)
+        out = self.proj_drop(self.proj(out))
+        return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+def check_heads(channels: int, num_heads: int) -> None:
+    if num_heads < 1 or channels % num_heads:
+        raise ValueError(f'self-attention over {channels} channels cannot use {num_heads} '
+                         f'heads: channels must be divisible by num_heads')
+
+
+class DeployRelPosSelfAttention(nn.Module):
+    """Deploy form of ``RelPosSelfAttention(LayerNorm2d(x))`` (PAT_sf's attention part).
+
+    The LayerNorm runs on the tokens directly (no NCHW permutes) with its affine part
+    folded into ``qkv`` (which gains a bias); attention is PyTorch's fused kernel with the
+    iRPE bias built per call in the activations' dtype. Dropout is gone (inference only).
+    Returns the tokens as a channels_last view of the NCHW map.
+    """
+
+    def __init__(self, channels: int, num_heads: int = 4, rpe_alpha: float = 20,
+                 eps: float = 1e-6):
+        super().__init__()
+        check_heads(channels, num_heads)
+        self.num_heads, self.eps = num_heads, eps
+        self.scale = (channels // num_heads) ** -0.5
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.rpe_k = ImageRelativePositionBias(num_heads, alpha=rpe_alpha, beta=2 * rpe_alpha,
+                                               gamma=8 * rpe_alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (c,), eps=self.eps)
+        qkv = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # the CPU flash kernel takes the bias as a 4-d mask
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rpe_k(h, w, q.dtype)[None],
+                                             scale=self.scale)
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)

@@ -1,0 +1,89 @@
+"""The benchmark: the fused == unfused check before any figure, interleaved timing, the tool."""
+import json
+import os.path as osp
+import re
+import sys
+
+import pytest
+import torch
+
+from partialnet_mm.benchmark import (FusionMismatch, check_fused, deployed, randomize_norms,
+                                     time_interleaved)
+from partialnet_mm.models import PartialNet
+
+from helpers import REPO, TINY, run
+
+
+def test_check_fused_refuses_a_wrong_fusion():
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNet(TINY, out_indices=(3,))).eval()
+    fused = deployed(model)
+    with torch.no_grad():
+        fused.stages[3].blocks[0].mlp.fc2.bias.add_(1e-2)
+    with pytest.raises(FusionMismatch, match='refusing to report'):
+        check_fused(model, fused, torch.randn(1, 3, 64, 64))
+
+
+def test_time_interleaved_runs_every_model():
+    calls = {'a': [], 'b': []}
+    times = time_interleaved({k: (lambda k=k: calls[k].append(1)) for k in calls}, warmup=2,
+                             runs=6, rounds=3)
+    assert set(times) == {'a', 'b'} and all(t >= 0 for t in times.values())
+    assert len(calls['a']) == len(calls['b']) == 2 + 6
+
+
+@pytest.mark.slow
+def test_benchmark_tool_smoke(tmp_path):
+    out = tmp_path / 'bench.json'
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--json', str(out)])
+    assert code == 0, log
+    result = json.loads(out.read_text())
+    names = [r['model'] for r in result['rows']]
+    assert names[:2] == ['PartialNet-T0 unfused', 'PartialNet-T0 fused']
+    assert 'FasterNet-T0 (timm)' in names and any(n.startswith('ResNet-50') for n in names)
+    assert result['fused_max_abs_diff'] <= 1e-4
+    assert all(r['cpu_latency_ms'] > 0 and r['cpu_images_per_s'] > 0 for r in result['rows'])
+    assert {'fused_speedup_over_unfused', 'fused_latency_over_fasternet'} <= set(result['ratios'])
+    assert re.search(r'^\| PartialNet-T0 fused +\|', log, re.M)  # rich pads the cells
+
+
+@pytest.mark.slow
+def test_benchmark_tool_refuses_to_time_nothing():
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--no-cpu'])
+    assert code == 2 and 'nothing to time' in log, log
+    code, log = run([sys.executable, 'tools/benchmark.py', '--no-cpu', '--det',
+                      osp.join(REPO, 'configs', 'mask_rcnn_partialnet_t0_1x.py')])
+    assert code == 2 and '--no-cpu is for classifiers' in log, log
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--no-cuda',
+                      '--cuda-graph'])
+    assert code == 2 and 'CUDA graphs need a CUDA device' in log, log
+
+
+@pytest.mark.slow
+def test_benchmark_tool_config_and_detection_smoke(tmp_path):
+    cfg = osp.join(REPO, 'configs', 'partialnet-t0_8xb512_in1k.py')
+    code, log = run([sys.executable, 'tools/benchmark.py', cfg, '--smoke', '--no-cuda',
+                      '--no-peers'])
+    assert code == 0 and re.search(r'^\| PartialNet-T0 fused +\|', log, re.M), log
+    out = tmp_path / 'det.json'
+    code, log = run([sys.executable, 'tools/benchmark.py', '--smoke', '--no-cuda', '--det',
+                      osp.join(REPO, 'configs', 'mask_rcnn_partialnet_t0_1x.py'),
+                      '--json', str(out)])
+    assert code == 0, log
+    result = json.loads(out.read_text())
+    assert [r['model'].split()[-1] for r in result['rows']] == ['unfused', 'fused', 'config)']
+    assert all(r['cpu_images_per_s'] > 0 for r in result['rows'])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+@pytest.mark.parametrize('cuda_graph', [False, True])
+def test_benchmark_gpu_table_smoke(cuda_graph):
+    from partialnet_mm.benchmark import benchmark_classifier
+
+    result = benchmark_classifier('t0', input_size=64, gpu_batch=4, gpu_runs=2, warmup=1,
+                                  rounds=1, channels_last=True, cpu=False,
+                                  cuda_graph=cuda_graph, peers=False)
+    assert all(r['gpu_images_per_s'] > 0 and 'cpu_latency_ms' not in r for r in result['rows'])
+    assert result['settings']['cuda_graph'] is cuda_graph and 'gpu' in result['env']

@@ -1,0 +1,117 @@
+"""The configs: every one loads and builds; the detection and ImageNet recipes are the paper's."""
+import glob
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from helpers import REPO, mm_build
+
+CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
+
+
+DET = {'t0': (32, 2e-4, 0.0), 't1': (48, 2e-4, 0.02), 't2': (64, 2e-4, 0.05),
+       's': (96, 2e-4, 0.15), 'm': (128, 1e-4, 0.2), 'l': (160, 1e-4, 0.3)}
+
+
+# the paper's appendix Tab. 8: per-GPU batch, lr, weight decay, drop path, RandAugment m, mixup, grad clip
+CLS = {'t0': (512, 0.004, 0.005, 0.0, None, 0.05, None),
+       't1': (512, 0.004, 0.01, 0.02, 3, 0.1, None),
+       't2': (512, 0.004, 0.02, 0.05, 5, 0.1, None),
+       's': (512, 0.004, 0.03, 0.1, 7, 0.3, None),
+       'm': (256, 0.002, 0.05, 0.2, 7, 0.5, 1.0),
+       'l': (256, 0.002, 0.05, 0.3, 7, 0.7, 0.01)}
+
+
+
+
+def test_every_config_is_listed():
+    names = {osp.relpath(c, osp.join(REPO, 'configs')) for c in CONFIGS}
+    for v in DET:
+        assert f'mask_rcnn_partialnet_{v}_1x.py' in names
+    for v, spec in CLS.items():
+        assert f'partialnet-{v}_8xb{spec[0]}_in1k.py' in names
+
+
+@pytest.mark.parametrize('path', [c for c in CONFIGS if '/_base_/' not in c],
+                         ids=lambda p: osp.basename(p))
+def test_config_loads_and_builds(path):
+    cfg = Config.fromfile(path)
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone.pop('init_cfg', None)
+    assert cfg.default_scope in ('mmdet', 'mmpretrain')
+    model = mm_build(cfg.default_scope, model_cfg)
+    expected = 'ResNet' if osp.basename(path).startswith(('mask_rcnn_eca', 'eca-')) else 'PartialNet'
+    assert type(model.backbone).__name__ == expected
+
+
+@pytest.mark.parametrize('variant', list(DET))
+def test_detection_recipe(variant):
+    embed, lr, dp = DET[variant]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', f'mask_rcnn_partialnet_{variant}_1x.py'))
+    assert cfg.custom_imports['imports'] == ['partialnet_mm']
+    bb = cfg.model.backbone
+    assert (bb.type, bb.arch, bb.drop_path_rate) == ('PartialNet', variant, dp)
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=cfg.pretrained)
+    assert cfg.model.neck.in_channels == [embed * 2 ** i for i in range(4)]
+    opt = cfg.optim_wrapper
+    assert opt.optimizer.type == 'AdamW' and opt.optimizer.lr == lr
+    assert opt.optimizer.weight_decay == 1e-4 and opt.paramwise_cfg.norm_decay_mult == 0.0
+    assert cfg.train_cfg.max_epochs == 12
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR', False, 500)
+    assert (steps.type, steps.milestones, steps.gamma) == ('MultiStepLR', [8, 11], 0.1)
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    assert cfg.val_evaluator.type == 'CocoMetric' and cfg.val_evaluator.metric == ['bbox', 'segm']
+    assert cfg.model.type == 'MaskRCNN'
+
+
+@pytest.mark.parametrize('variant', list(CLS))
+def test_imagenet_recipe(variant):
+    bs, lr, wd, dp, ra, mix, clip = CLS[variant]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', f'partialnet-{variant}_8xb{bs}_in1k.py'))
+    assert cfg.train_dataloader.batch_size == bs and cfg.auto_scale_lr.base_batch_size == 8 * bs
+    assert cfg.model.backbone.arch == variant and cfg.model.backbone.drop_path_rate == dp
+    assert cfg.model.head.type == 'PartialNetClsHead' and cfg.model.head.mid_channels == 1280
+    assert cfg.model.head.loss == dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')
+    assert cfg.model.train_cfg.augments == [dict(type='Mixup', alpha=mix),
+                                            dict(type='CutMix', alpha=1.0)]
+    assert cfg.model.data_preprocessor.scales == (128, 160, 192, 224, 256, 288)
+    opt = cfg.optim_wrapper
+    assert opt.type == 'AmpOptimWrapper'
+    assert opt.optimizer.type == 'AdamW' and opt.optimizer.betas == (0.9, 0.999)
+    assert (opt.optimizer.lr, opt.optimizer.weight_decay) == (lr, wd)
+    assert opt.get('clip_grad') == (None if clip is None else dict(max_norm=clip))
+    assert cfg.train_cfg.max_epochs == 300
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.type, cosine.begin, cosine.end) == \
+        ('LinearLR', 20, 'CosineAnnealingLR', 20, 300)
+    steps = {t['type']: t for t in cfg.train_pipeline}
+    assert 'RandomResizedCrop' in steps and steps['RandomFlip']['prob'] == 0.5
+    assert not {'RandomErasing', 'EMAHook'} & set(steps)
+    if ra is None:
+        assert 'RandAugment' not in steps
+    else:
+        assert steps['RandAugment']['magnitude_level'] == ra
+        assert steps['RandAugment']['magnitude_std'] == 0.5
+    assert cfg.train_dataloader.dataset.pipeline == cfg.train_pipeline
+    test = {t['type']: t for t in cfg.test_pipeline}
+    assert test['ResizeEdge']['scale'] == 248 and test['CenterCrop']['crop_size'] == 224
+    assert not cfg.get('custom_hooks')  # no EMA
+
+
+def test_missing_pretrained_names_the_setting(tmp_path):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mask_rcnn_partialnet_t0_1x.py'))
+    backbone = mm_build('mmdet', cfg.model.backbone)
+    with pytest.raises(FileNotFoundError, match=r'no file at .*partialnet_t0_in1k_backbone.pth.*'
+                                                r'Set `pretrained` in the config'):
+        backbone.init_weights()
+
+
+def test_unknown_variant_in_config(tmp_path):
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mask_rcnn_partialnet_s_1x.py'))
+    cfg.model.backbone.arch = 'xxl'
+    cfg.model.backbone.init_cfg = None
+    with pytest.raises(KeyError, match="unknown PartialNet arch 'xxl'"):
+        mm_build('mmdet', cfg.model)

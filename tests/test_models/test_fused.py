@@ -1,0 +1,177 @@
+"""The fused graph (``fuse()`` / ``switch_to_deploy()``) computes the training graph, block by
+block and for every variant."""
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from partialnet_mm.benchmark import check_fused, deployed, randomize_norms
+from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, PartialNetBlockV2,
+                                  PartialNetClassifier, PATChannel, PATSelfAttention)
+from partialnet_mm.models.layers.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
+                                                   RelPosSelfAttention)
+from partialnet_mm.models.layers.patconv import SelfAttentionBranch
+
+from helpers import TINY
+
+
+@pytest.mark.parametrize('arch', [TINY, 't0', 't2'])
+def test_deploy_equals_training_graph(arch):
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNet(arch)).eval()
+    x = torch.randn(2, 3, 96, 80)
+    with torch.no_grad():
+        ref = model(x)
+        model.switch_to_deploy()
+        out = model(x)
+    assert model.deploy
+    for a, b in zip(ref, out, strict=True):
+        assert (a - b).abs().max() <= 1e-4
+    # every foldable BN is gone; only the output norms and the BN after PAT_sp's
+    # attention multiply (not adjacent to any conv) remain
+    kept = [n for n, m in model.named_modules() if isinstance(m, _BatchNorm)]
+    assert all(n.startswith('norm') for n in kept), kept
+
+
+def test_deploy_classifier_fewer_params_same_output():
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNetClassifier('t0')).eval()
+    x = torch.randn(2, 3, 64, 64)
+    n_before = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        ref = model(x)
+        model.switch_to_deploy()
+        out = model(x)
+    assert (ref - out).abs().max() <= 1e-4
+    assert sum(p.numel() for p in model.parameters()) < n_before
+
+
+def _fused_matches(module, *shapes, channels_last=False, tol=1e-5):
+    module = randomize_norms(module).eval()
+    fused = module.fuse()
+    for shape in shapes:
+        x = torch.randn(*shape) * 2 + 0.5
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+            fused = fused.to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            assert (module(x) - fused(x)).abs().max() <= tol, shape
+    return fused
+
+
+def _mlp(c, act='GELU', with_pat_sp=True):
+    return PartialMLP(c, 2.0, dict(type=act), dict(type='BN'), with_pat_sp)
+
+
+@pytest.mark.parametrize('attention', sorted(CHANNEL_ATTENTIONS))
+@pytest.mark.parametrize('act', ['GELU', 'ReLU'])
+def test_fused_block_v1_every_channel_attention(attention, act):
+    torch.manual_seed(0)
+    block = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention]),
+                            _mlp(32, act))
+    fused = _fused_matches(block, (2, 32, 9, 7), (1, 32, 1, 1), (1, 32, 14, 14))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    # the deployed twin is what deploy=True builds: same classes, keys and shapes
+    twin = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention], deploy=True),
+                           PartialMLP(32, 2.0, dict(type=act), dict(type='BN'), deploy=True),
+                           deploy=True)
+    assert {k: v.shape for k, v in twin.state_dict().items()} == \
+        {k: v.shape for k, v in fused.state_dict().items()}
+    twin.load_state_dict(fused.state_dict())
+    # with autograd on, the deployed block computes the same numbers
+    x = torch.randn(2, 32, 9, 7)
+    with torch.no_grad():
+        expected = fused(x)
+    torch.testing.assert_close(fused(x), expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize('with_pat_sp', [True, False])
+def test_fused_mlp_with_and_without_pat_sp(with_pat_sp):
+    torch.manual_seed(0)
+    _fused_matches(_mlp(16, 'ReLU', with_pat_sp), (2, 16, 5, 6))
+
+
+def test_fused_block_v2_sdpa_two_sizes_and_channels_last():
+    torch.manual_seed(0)
+    block = PartialNetBlockV2(PATSelfAttention(64, num_heads=4), _mlp(64))
+    for m in block.modules():
+        if isinstance(m, RelPosSelfAttention):
+            m.rpe_k.lookup_table_bias.data.normal_()
+    fused = _fused_matches(block, (2, 64, 7, 7), (1, 64, 4, 9))
+    assert isinstance(fused.token_mixer.attn, DeployRelPosSelfAttention)
+    _fused_matches(block, (2, 64, 7, 7), channels_last=True)
+
+
+def test_deploy_attention_keeps_nothing_per_size_and_follows_loaded_weights():
+    torch.manual_seed(0)
+    branch = SelfAttentionBranch(32, num_heads=4).eval()
+    branch.attn.rpe_k.lookup_table_bias.data.normal_()
+    fused = branch.fuse()
+    before = {id(t) for t in fused.state_dict(keep_vars=True).values()}
+    with torch.no_grad():
+        for size in [(5, 6), (3, 3), (8, 2)]:
+            x = torch.randn(1, 32, *size)
+            assert (fused(x) - branch(x)).abs().max() <= 1e-5
+    assert [k for k in vars(fused) if isinstance(getattr(fused, k), (dict, torch.Tensor))
+            and not k.startswith('_')] == []  # no cache attributes
+    assert {id(t) for t in fused.state_dict(keep_vars=True).values()} == before
+    x = torch.randn(1, 32, 5, 6)
+    with torch.no_grad():
+        old = fused(x)
+        state = {k: v.clone() for k, v in fused.state_dict().items()}
+        state['rpe_k.lookup_table_bias'].add_(torch.randn_like(state['rpe_k.lookup_table_bias']))
+        fused.load_state_dict(state)
+        assert (fused(x) - old).abs().max() > 1e-3  # new weights act at once: nothing stale
+
+
+@pytest.mark.parametrize('arch', ['t0', 't1', 't2', 's', 'm', 'l'])
+def test_fused_classifier_every_variant(arch):
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNetClassifier(arch)).eval()
+    fused = deployed(model)
+    x = torch.randn(2, 3, 64, 64)
+    assert check_fused(model, fused, x) <= 1e-4
+    assert sum(p.numel() for p in fused.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_fused_backbone_multiscale_channels_last_batch_one():
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNet(TINY)).eval()
+    fused = deployed(model)
+    x = torch.randn(1, 3, 96, 64)
+    assert check_fused(model, fused, x) <= 1e-4
+    assert check_fused(model, fused.to(memory_format=torch.channels_last),
+                       x.to(memory_format=torch.channels_last)) <= 1e-4
+
+
+def test_fused_backbone_runs_channels_last_and_hands_back_the_input_layout():
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNet(TINY)).eval()
+    fused = deployed(model)
+    state = fused.state_dict()
+    fused.switch_to_deploy()  # deploying a deployed model again changes nothing
+    assert {k: v.data_ptr() for k, v in fused.state_dict().items()} == \
+        {k: v.data_ptr() for k, v in state.items()}
+    seen = []
+    for stage in fused.stages:  # the deployed backbone runs channels_last throughout
+        stage.blocks[0].register_forward_pre_hook(
+            lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    x = torch.randn(1, 3, 96, 64)
+    with torch.no_grad():
+        ref, outs = model(x), fused(x)
+        outs_cl = fused(x.to(memory_format=torch.channels_last))
+    assert seen == [True] * 8
+    assert all(o.is_contiguous() for o in outs)  # NCHW in, NCHW out
+    assert outs_cl[3].is_contiguous(memory_format=torch.channels_last)
+    for r, o, c in zip(ref, outs, outs_cl, strict=True):
+        assert (r - o).abs().max() <= 1e-4 and (r - c).abs().max() <= 1e-4
+
+
+def test_fused_model_compiles():
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNetClassifier(TINY, num_classes=10)).eval()
+    fused = deployed(model)
+    compiled = torch.compile(fused)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (compiled(x) - model(x)).abs().max() <= 1e-4
