@@ -76,7 +76,9 @@ def test_the_wheel_carries_the_package_configs_and_tools(tmp_path):
                                                                  '*.py'), recursive=True)
                if '.mim' not in p}
     assert sources <= names, sorted(sources - names)
-    for folder, pattern in (('configs', '**/*.py'), ('tools', '*.py'), ('tools', '*.sh')):
+    assert 'partialnet_mm/.mim/model-index.yml' in names
+    for folder, pattern in (('configs', '**/*.py'), ('configs', '*.yml'), ('tools', '*.py'),
+                            ('tools', '*.sh')):
         expected = {f'partialnet_mm/.mim/{folder}/' + osp.relpath(p, osp.join(REPO, folder))
                     for p in glob.glob(osp.join(REPO, folder, pattern), recursive=True)}
         assert expected and expected <= names, sorted(expected - names)
@@ -97,3 +99,11 @@ def test_the_wheel_carries_the_package_configs_and_tools(tmp_path):
     code, log = run(['bash', '-c', f'{env} {sys.executable} {mim / "tools" / "benchmark.py"} t0 '
                                    f'--smoke --no-cuda --no-peers'], cwd=str(tmp_path))
     assert code == 0 and 'PartialNet-T0 fused' in log, log[-3000:]
+    # the model index registered from the installed copy: mmpretrain finds and builds it
+    script = ('import partialnet_mm, mmpretrain; '
+              "names = mmpretrain.list_models('partialnet'); "
+              "m = mmpretrain.get_model('partialnet-t0_8xb512_in1k'); "
+              "print(len(names), type(m.backbone).__name__, m._metainfo.config.filename)")
+    code, log = run(['bash', '-c', f'{env} {sys.executable} -c "{script}"'], cwd=str(tmp_path))
+    assert code == 0 and f'7 PartialNet {mim.resolve()}/configs/partialnet-t0_8xb512_in1k.py' in log, \
+        log[-3000:]

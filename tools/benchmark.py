@@ -6,6 +6,7 @@
     python tools/benchmark.py s --channels-last --compile --json s.json
     python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
     python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py   # vs the R50 config
+    python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
 
 The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
 into the MLP, one-pass statistics, fused attention) must match the unfused one to
@@ -52,11 +53,28 @@ def parse_args(argv=None):
     p.add_argument('--smoke', action='store_true',
                    help='tiny sizes and few iterations: checks that it runs, not speed')
     p.add_argument('--json', metavar='FILE', help='write the numbers as JSON')
+    p.add_argument('--plot', nargs='+', metavar=('FILE.png', 'JSON'),
+                   help='draw CPU latency (or GPU throughput) against parameters from JSON '
+                        'files this tool wrote (one per variant), PartialNet beside FasterNet '
+                        'and ResNet-50; times nothing')
+    p.add_argument('--plot-metric', choices=['cpu_latency_ms', 'gpu_images_per_s'],
+                   help='what --plot draws (default: CPU latency when every file has it)')
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot:
+        if len(args.plot) < 2 or not args.plot[0].endswith('.png'):
+            print('error: --plot FILE.png JSON [JSON ...]', file=sys.stderr)
+            return 2
+        from partialnet_mm.benchmark.plot import plot_speed_vs_params
+        try:
+            print(plot_speed_vs_params(args.plot[1:], args.plot[0], args.plot_metric))
+        except ValueError as err:
+            print(f'error: {err}', file=sys.stderr)
+            return 2
+        return 0
     if args.smoke:
         args.input_size, args.runs, args.warmup, args.rounds = 64, 2, 1, 1
         args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Distributed test on one machine with torchrun:
+# Distributed test with torchrun, on one machine or several:
 #   bash tools/dist_test.sh CONFIG CHECKPOINT NPROC [args of tools/test.py]
-# NNODES, NODE_RANK, MASTER_ADDR and PORT are honoured for several machines. Without CUDA
-# the processes use the gloo backend on CPU.
+# NNODES, NODE_RANK, MASTER_ADDR and PORT as in tools/dist_train.sh. Without CUDA the
+# processes use the gloo backend on CPU. The interpreter is $PYTHON, else the repository's
+# .venv, else `python`.
 set -euo pipefail
+if [[ $# -lt 3 ]]; then
+    echo "usage: [NNODES=N NODE_RANK=R MASTER_ADDR=A PORT=P] bash $0 CONFIG CHECKPOINT NPROC [args]" >&2
+    exit 2
+fi
 CONFIG=$1
 CHECKPOINT=$2
 NPROC=$3
 shift 3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PYTHON=${PYTHON:-python}
-exec "$PYTHON" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" --master_port="$PORT" --nproc_per_node="$NPROC" \
-    "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"
+source "$DIR/find_python.sh"
+exec "$PYTHON" -m torch.distributed.run --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" --master_port="${PORT:-29500}" \
+    --nproc_per_node="$NPROC" "$DIR/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

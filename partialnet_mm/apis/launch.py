@@ -4,7 +4,8 @@ Our tools are thin: they import ``partialnet_mm`` (registration and the
 mmengine checkpoint fix), pick the framework from the config's ``default_scope``
 and hand every argument to that framework's own tool, so every flag of mmdet's
 and mmpretrain's tools works. On a machine without CUDA a ``--launcher pytorch``
-run uses the gloo backend and DDP without device ids (mmengine assumes CUDA).
+run uses the gloo backend and DDP without device ids (mmengine assumes CUDA); so does a
+``--launcher slurm`` run, with torch's rendezvous variables taken from Slurm's.
 """
 import importlib.util
 import os
@@ -61,8 +62,24 @@ def _add_cfg_options(argv: List[str], options: List[str]) -> List[str]:
     return argv + ['--cfg-options'] + options
 
 
+def _torch_env_from_slurm() -> None:
+    """torch's rendezvous variables from Slurm's, as mmengine's slurm init sets them (it then
+    calls ``torch.cuda.set_device``, which a machine without CUDA cannot)."""
+    import subprocess
+    os.environ.setdefault('RANK', os.environ['SLURM_PROCID'])
+    os.environ.setdefault('WORLD_SIZE', os.environ['SLURM_NTASKS'])
+    os.environ.setdefault('LOCAL_RANK', os.environ.get('SLURM_LOCALID', '0'))
+    os.environ.setdefault('MASTER_PORT', '29500')
+    if 'MASTER_ADDR' not in os.environ:
+        nodes = os.environ['SLURM_NODELIST']
+        os.environ['MASTER_ADDR'] = subprocess.getoutput(
+            f'scontrol show hostname {nodes} | head -n1').strip()
+
+
 def _cpu_distributed(argv: List[str]) -> List[str]:
     import torch.distributed as dist
+    if _launcher(argv) == 'slurm':
+        _torch_env_from_slurm()
     if not dist.is_initialized():  # mmengine skips its own init (which needs CUDA) then
         dist.init_process_group(backend='gloo')
     return _add_cfg_options(argv, ['model_wrapper_cfg.type=MMDistributedDataParallel',

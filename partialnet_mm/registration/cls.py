@@ -11,3 +11,8 @@ from ..models.heads import cls_head  # noqa: F401
 
 MODELS.register_module(module=PartialNet, force=True)
 MODELS.register_module(module=ECA, force=True)  # plugin of mmdet's ResNet used from mmpretrain
+
+# `mmpretrain.list_models('partialnet*')` / `get_model(name)` find our classifiers
+from .model_index import register_model_index  # noqa: E402
+
+register_model_index()

@@ -1,4 +1,5 @@
 """The benchmark: the fused == unfused check before any figure, interleaved timing, the tool."""
+import glob
 import json
 import os.path as osp
 import re
@@ -87,3 +88,43 @@ def test_benchmark_gpu_table_smoke(cuda_graph):
                                   cuda_graph=cuda_graph, peers=False)
     assert all(r['gpu_images_per_s'] > 0 and 'cpu_latency_ms' not in r for r in result['rows'])
     assert result['settings']['cuda_graph'] is cuda_graph and 'gpu' in result['env']
+
+
+# --- tools/benchmark.py --plot: speed against parameters from the JSON files -------------------
+
+def test_plot_reads_the_committed_tables_and_draws_every_family(tmp_path):
+    import cv2
+
+    from partialnet_mm.benchmark.plot import load_results, pick_metric, row_role
+    cpu = sorted(glob.glob(osp.join(REPO, 'docs', 'bench', 'cpu_*.json')))
+    results = load_results(cpu)
+    # files written before rows carried a role are read by the model's name
+    assert [sorted(r['rows']) for r in results] == [['fasternet', 'fused', 'resnet50',
+                                                     'unfused']] * len(cpu)
+    assert row_role({'model': 'PartialNet-T2 fused'}) == 'fused'
+    assert row_role({'model': 'x', 'role': 'baseline'}) == 'baseline'
+    assert pick_metric(results) == 'cpu_latency_ms'
+    gpu = sorted(glob.glob(osp.join(REPO, 'docs', 'bench', 'gpu', 'graph_*.json')))
+    assert pick_metric(load_results(gpu)) == 'gpu_images_per_s'
+    with pytest.raises(ValueError, match='do not all have cpu_latency_ms'):
+        pick_metric(load_results(gpu), 'cpu_latency_ms')
+
+    out = tmp_path / 'cpu.png'
+    code, log = run([sys.executable, 'tools/benchmark.py', '--plot', str(out), *cpu])
+    assert code == 0 and log.strip().endswith(str(out)), log[-2000:]
+    assert cv2.imread(str(out)).shape == (400, 600, 3)
+
+
+def test_plot_refuses_bad_files_by_name(tmp_path, capsys):
+    import runpy
+    main = runpy.run_path(osp.join(REPO, 'tools', 'benchmark.py'), run_name='tool')['main']
+    bad = tmp_path / 'det.json'
+    bad.write_text('{"kind": "detector", "rows": []}')
+    broken = tmp_path / 'broken.json'
+    broken.write_text('{"kind": ')
+    for files, message in (([str(bad)], f'{bad}: not a classifier table'),
+                           ([str(broken)], f'{broken}: not a benchmark JSON file'),
+                           ([], '--plot FILE.png JSON')):
+        code = main(['--plot', str(tmp_path / 'x.png'), *files])
+        assert code == 2 and message in capsys.readouterr().err
+        assert not (tmp_path / 'x.png').exists()
