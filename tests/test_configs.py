@@ -39,7 +39,7 @@ def test_config_loads_and_builds(path):
     cfg = Config.fromfile(path)
     model_cfg = cfg.model.copy()
     model_cfg.backbone.pop('init_cfg', None)
-    assert cfg.default_scope in ('mmdet', 'mmpretrain')
+    assert cfg.default_scope in ('mmdet', 'mmpretrain', 'mmseg')
     model = mm_build(cfg.default_scope, model_cfg)
     expected = 'ResNet' if osp.basename(path).startswith(('mask_rcnn_eca', 'eca-')) else 'PartialNet'
     assert type(model.backbone).__name__ == expected
@@ -99,6 +99,56 @@ def test_imagenet_recipe(variant):
     test = {t['type']: t for t in cfg.test_pipeline}
     assert test['ResizeEdge']['scale'] == 248 and test['CenterCrop']['crop_size'] == 224
     assert not cfg.get('custom_hooks')  # no EMA
+
+
+SEG = {'s': (96, 0.15), 'm': (128, 0.2), 'l': (160, 0.3)}
+
+
+@pytest.mark.parametrize('variant', list(SEG))
+def test_segmentation_recipes(variant):
+    embed, dp = SEG[variant]
+    channels = [embed * 2 ** i for i in range(4)]
+    det = Config.fromfile(osp.join(REPO, 'configs', f'mask_rcnn_partialnet_{variant}_1x.py'))
+    fpn = Config.fromfile(osp.join(REPO, 'configs',
+                                   f'fpn_partialnet-{variant}_8xb4-40k_ade20k-512x512.py'))
+    upernet = Config.fromfile(osp.join(REPO, 'configs',
+                                       f'upernet_partialnet-{variant}_8xb2-amp-160k_ade20k-512x512.py'))
+    for cfg in (fpn, upernet):
+        assert cfg.default_scope == 'mmseg' and cfg.custom_imports['imports'] == ['partialnet_mm']
+        assert cfg.model.type == 'EncoderDecoder' and cfg.model.pretrained is None
+        bb = cfg.model.backbone
+        assert (bb.type, bb.arch, bb.drop_path_rate, bb.out_indices) == ('PartialNet', variant, dp,
+                                                                         (0, 1, 2, 3))
+        # the same ImageNet checkpoint as the detection config
+        assert bb.init_cfg == dict(type='Pretrained', checkpoint=det.pretrained)
+        assert cfg.model.decode_head.num_classes == 150
+        assert cfg.train_dataloader.dataset.type == 'ADE20KDataset'
+        loads = [t for t in cfg.train_dataloader.dataset.pipeline if 'Annotations' in t['type']]
+        assert loads == [dict(type='LoadCheckedSegAnnotations', num_classes=150, ignore_index=255,
+                              reduce_zero_label=True)]
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.optimizer.type == 'AdamW'
+    # Semantic FPN: PoolFormer's mmseg recipe
+    assert fpn.model.neck.in_channels == channels
+    assert (fpn.optim_wrapper.optimizer.lr, fpn.optim_wrapper.optimizer.weight_decay) == (2e-4, 1e-4)
+    poly, = fpn.param_scheduler
+    assert (poly.type, poly.power, poly.end) == ('PolyLR', 0.9, 40000)
+    assert fpn.train_cfg.max_iters == 40000 and fpn.train_dataloader.batch_size == 4
+    assert fpn.auto_scale_lr.base_batch_size == 32
+    # UperNet: mmseg's ConvNeXt recipe, without its ConvNeXt-only layer-wise decay
+    assert upernet.model.decode_head.type == 'UPerHead'
+    assert upernet.model.decode_head.in_channels == channels
+    assert upernet.model.auxiliary_head.in_channels == channels[2]
+    opt = upernet.optim_wrapper
+    assert (opt.optimizer.lr, opt.optimizer.weight_decay, opt.optimizer.betas) == \
+        (1e-4, 0.05, (0.9, 0.999))
+    assert 'constructor' not in opt and opt.paramwise_cfg == dict(norm_decay_mult=0.0,
+                                                                  bias_decay_mult=0.0)
+    warmup, poly = upernet.param_scheduler
+    assert (warmup.type, warmup.end, poly.type, poly.power, poly.begin, poly.end) == \
+        ('LinearLR', 1500, 'PolyLR', 1.0, 1500, 160000)
+    assert upernet.train_cfg.max_iters == 160000 and upernet.train_dataloader.batch_size == 2
+    assert upernet.model.test_cfg == dict(mode='slide', crop_size=(512, 512), stride=(341, 341))
 
 
 def test_missing_pretrained_names_the_setting(tmp_path):

@@ -13,6 +13,8 @@ INDEX = load(osp.join(REPO, 'model-index.yml'))
 INDEX.build_models_with_collections()
 MODELS = {m.name: m for m in INDEX.models}
 COLLECTIONS = {c.name: c for c in INDEX.collections}
+# what mmpretrain's ModelHub gets: the classification metafile only
+CLASSIFIERS = [m.name for m in load(osp.join(REPO, 'configs', 'metafile-classification.yml')).models]
 CONFIGS = sorted(c for c in glob.glob(osp.join(REPO, 'configs', '*.py')))
 
 
@@ -30,7 +32,7 @@ def test_entries_carry_the_papers_figures_labelled_and_no_invented_weights():
     for name, model in MODELS.items():
         assert model.weights is None, name
         assert model.in_collection in {'PartialNet', 'ECA-Net', 'PartialNet Mask R-CNN',
-                                       'ECA-Net Mask R-CNN'}
+                                       'ECA-Net Mask R-CNN', 'PartialNet Semantic Segmentation'}
         paper = COLLECTIONS[model.in_collection].paper
         assert paper['URL'].startswith('https://arxiv.org/') and paper['Title'], name
         if model.results:
@@ -63,14 +65,16 @@ def test_classifiers_are_in_mmpretrains_model_hub():
     import mmpretrain
 
     import partialnet_mm  # noqa: F401  registers the index on import
-    classifiers = sorted(n for n, m in MODELS.items()
-                         if not m.results or m.results[0].task == 'Image Classification')
-    classifiers = [n for n in classifiers if not n.startswith('mask_rcnn')]
-    assert mmpretrain.list_models('partialnet') == sorted(n for n in classifiers
+    assert set(CLASSIFIERS) == {n for n, m in MODELS.items()
+                                if Config.fromfile(osp.join(REPO, m.config)).get(
+                                    'default_scope', 'mmpretrain') == 'mmpretrain'}
+    assert mmpretrain.list_models('partialnet') == sorted(n for n in CLASSIFIERS
                                                           if n.startswith('partialnet'))
     assert mmpretrain.list_models('eca-resnet50') == ['eca-resnet50_8xb32_in1k']
-    # detectors are not in the classification hub (get_model builds in mmpretrain's scope)
+    # detectors and segmentors are not in the classification hub (get_model builds in
+    # mmpretrain's scope)
     assert mmpretrain.list_models('mask_rcnn_partialnet') == []
+    assert mmpretrain.list_models('fpn_partialnet') == mmpretrain.list_models('upernet') == []
 
     model = mmpretrain.get_model('partialnet-s_8xb512_in1k')
     assert type(model.backbone).__name__ == 'PartialNet' and model.backbone.arch['embed_dims'] == 96
@@ -85,5 +89,5 @@ def test_registering_again_is_a_no_op():
 
     from partialnet_mm.registration.model_index import register_model_index
     before = mmpretrain.list_models()
-    assert register_model_index() == [n for n in MODELS if not n.startswith('mask_rcnn')]
+    assert register_model_index() == CLASSIFIERS
     assert mmpretrain.list_models() == before

@@ -1,4 +1,4 @@
-"""PartialNet inside MMDetection, MMPretrain and mmengine's Runner."""
+"""PartialNet inside MMDetection, MMPretrain, MMSegmentation and mmengine's Runner."""
 import sys
 import textwrap
 
@@ -17,12 +17,14 @@ from partialnet_mm.models import PartialNet, PartialNetClassifier
 from helpers import TINY, mm_build, run
 
 
-def test_registered_in_both_frameworks():
-    assert partialnet_mm.REGISTERED == {'mmdet': True, 'mmpretrain': True}
+def test_registered_in_every_framework():
+    assert partialnet_mm.REGISTERED == {'mmdet': True, 'mmpretrain': True, 'mmseg': True}
     from mmdet.registry import MODELS as DET
     from mmpretrain.registry import MODELS as CLS
+    from mmseg.registry import MODELS as SEG
     assert DET.get('PartialNet') is PartialNet
     assert CLS.get('PartialNet') is PartialNet
+    assert SEG.get('PartialNet') is PartialNet
 
 
 def test_build_from_plain_dict_mmdet():

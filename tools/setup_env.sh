@@ -65,16 +65,17 @@ else
     log "using cached mmcv wheel from $WHEEL_DIR"
 fi
 
-log "installing mmcv (cached wheel), the OpenMMLab stack and partialnet_mm (editable)"
+log "installing mmcv (cached wheel), the OpenMMLab stack (mmdet, mmpretrain, mmseg) and partialnet_mm (editable)"
 "${PIP[@]}" install -q "$WHEEL_DIR"/mmcv-"$MMCV_VERSION"-*.whl \
     -r "$ROOT/requirements/stack.txt" -e "$ROOT[tests]"
 
 "$PY" - <<'PYEOF'
-import torch, torchvision, mmengine, mmcv, mmdet, mmpretrain
+import torch, torchvision, mmengine, mmcv, mmdet, mmpretrain, mmseg
 from mmcv.ops import RoIAlign, nms  # compiled ops must be present
 import partialnet_mm
 print(f"torch {torch.__version__} torchvision {torchvision.__version__} mmengine {mmengine.__version__} "
       f"mmcv {mmcv.__version__} (ops ok) mmdet {mmdet.__version__} mmpretrain {mmpretrain.__version__} "
+      f"mmseg {mmseg.__version__} "
       f"partialnet_mm {partialnet_mm.__version__}")
 PYEOF
 log "done: activate with 'source $VENV/bin/activate'"

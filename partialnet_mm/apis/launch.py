@@ -1,4 +1,5 @@
-"""Run the installed MMDetection / MMPretrain ``tools/train.py`` and ``tools/test.py``.
+"""Run the installed MMDetection / MMPretrain / MMSegmentation ``tools/train.py`` and
+``tools/test.py``.
 
 Our tools are thin: they import ``partialnet_mm`` (registration and the
 mmengine checkpoint fix), pick the framework from the config's ``default_scope``
@@ -15,14 +16,15 @@ from pathlib import Path
 from typing import List, Optional
 
 TOOLS = ('train', 'test')
+FRAMEWORKS = ('mmdet', 'mmpretrain', 'mmseg')
 
 
 def framework_tool(scope: str, kind: str) -> Path:
     if kind not in TOOLS:
         raise ValueError(f'unknown tool {kind!r}; choose one of {TOOLS}')
-    if scope not in ('mmdet', 'mmpretrain'):
+    if scope not in FRAMEWORKS:
         raise ValueError(f"config default_scope is {scope!r}: partialnet_mm's tools run "
-                         f"mmdet or mmpretrain configs (default_scope 'mmdet' or 'mmpretrain')")
+                         f"mmdet, mmpretrain or mmseg configs (default_scope one of {FRAMEWORKS})")
     spec = importlib.util.find_spec(scope)
     if spec is None or spec.origin is None:
         raise ImportError(f'{scope} is not installed (see tools/setup_env.sh)')

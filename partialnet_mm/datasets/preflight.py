@@ -39,13 +39,22 @@ def check_coco_annotation(path: str, setting: str) -> None:
 
 
 def check_data(cfg, loaders: List[str] = None) -> None:
-    """Validate data_root and COCO-style ann_file of the config's datasets."""
+    """Validate data_root, COCO-style ann_file and mmseg's image / label folders of the
+    config's datasets."""
     for setting, ds in _datasets(cfg):
         if loaders and not any(setting.startswith(name) for name in loaders):
             continue
         root = ds.get('data_root') or ''
         if root and not osp.isdir(root):
             raise DataConfigError(f'{setting}.data_root: directory not found: {root}')
+        prefix = ds.get('data_prefix') or {}
+        for key in ('img_path', 'seg_map_path'):  # mmseg's folder datasets
+            folder = prefix.get(key) if isinstance(prefix, dict) else None
+            if folder and not ds.get('ann_file'):
+                path = osp.join(root, folder) if root else folder
+                if not osp.isdir(path):
+                    raise DataConfigError(f'{setting}.data_prefix.{key}: directory not found: '
+                                          f'{path}')
         ann = ds.get('ann_file')
         if ann and 'Coco' in str(ds.get('type', '')):
             check_coco_annotation(osp.join(root, ann) if root else ann, f'{setting}.ann_file')

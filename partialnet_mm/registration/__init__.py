@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import warnings
 
-_FRAMEWORKS = {'mmdet': '.det', 'mmpretrain': '.cls'}
+_FRAMEWORKS = {'mmdet': '.det', 'mmpretrain': '.cls', 'mmseg': '.seg'}
 
 
 def register_all() -> dict:

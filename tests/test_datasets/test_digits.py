@@ -14,5 +14,6 @@ def test_digits_dataset():
     info = train.get_data_info(0)
     assert info['img'].shape == (32, 32, 3) and info['img'].dtype.name == 'uint8'
     assert sorted({test.get_data_info(i)['gt_label'] for i in range(len(test))}) == list(range(10))
-    with pytest.raises(ValueError, match='split'):
+    with DefaultScope.overwrite_default_scope('mmpretrain'), \
+            pytest.raises(ValueError, match='split'):
         DATASETS.build(dict(type='DigitsDataset', split='val'))

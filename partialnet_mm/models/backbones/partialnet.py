@@ -1,6 +1,7 @@
 """The PartialNet backbone (T0/T1/T2/S/M/L) with the OpenMMLab backbone contract."""
 import copy
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -56,6 +57,9 @@ class PartialNet(BaseModule):
             be trained on top of it, but gradients cannot flow through it.
         norm_cfg (dict): norm for every BN in the network. act_cfg (dict | None):
             activation; None takes the arch's (GELU for T0/T1, ReLU otherwise).
+        pretrained (str | None): a checkpoint path, the deprecated spelling of
+            ``init_cfg=dict(type='Pretrained', checkpoint=...)`` that mmseg's
+            ``EncoderDecoder`` hands on from ``model.pretrained``; not with init_cfg.
         init_cfg (dict | list | None): None gives truncated-normal init;
             ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads weights and
             fails with a clear error when the keys or shapes do not fit.
@@ -92,7 +96,20 @@ class PartialNet(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  act_cfg: Optional[dict] = None,
                  deploy: bool = False,
-                 init_cfg: Optional[Union[dict, list]] = None):
+                 init_cfg: Optional[Union[dict, list]] = None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:  # mmseg's EncoderDecoder hands on its model.pretrained
+            if not isinstance(pretrained, str):
+                raise TypeError(f'pretrained must be a checkpoint path or None, got '
+                                f'{type(pretrained).__name__}')
+            if init_cfg is not None:
+                raise ValueError(f'PartialNet got both pretrained={pretrained!r} and init_cfg: '
+                                 'set pretrained=None (model.pretrained in an mmseg config) and '
+                                 "load the checkpoint with init_cfg=dict(type='Pretrained', "
+                                 'checkpoint=...)')
+            warnings.warn('PartialNet: pretrained= is deprecated, as in mmseg\'s own backbones; '
+                          "use init_cfg=dict(type='Pretrained', checkpoint=...)", stacklevel=2)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
             init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.0)]
         super().__init__(init_cfg=init_cfg)

@@ -1,0 +1,17 @@
+# UperNet 160k on ADE20K 512x512, PartialNet-M backbone: mmseg's ConvNeXt recipe (see
+# _base_/upernet_partialnet_160k_ade20k.py); drop path 0.2 as in the detection config. No paper
+# figures to match (the paper reports no semantic segmentation).
+_base_ = './_base_/upernet_partialnet_160k_ade20k.py'
+
+# The ImageNet-pretrained backbone, the same file as configs/mask_rcnn_partialnet_m_1x.py:
+#   python tools/extract_backbone.py <classifier.pth> checkpoints/partialnet_m_in1k_backbone.pth
+# or override it: --cfg-options model.backbone.init_cfg.checkpoint=PATH
+pretrained = 'checkpoints/partialnet_m_in1k_backbone.pth'
+
+model = dict(
+    backbone=dict(
+        arch='m',
+        drop_path_rate=0.2,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))

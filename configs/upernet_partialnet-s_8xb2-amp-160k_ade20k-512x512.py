@@ -1,0 +1,17 @@
+# UperNet 160k on ADE20K 512x512, PartialNet-S backbone: mmseg's ConvNeXt recipe (see
+# _base_/upernet_partialnet_160k_ade20k.py); drop path 0.15 as in the detection config. No paper
+# figures to match (the paper reports no semantic segmentation).
+_base_ = './_base_/upernet_partialnet_160k_ade20k.py'
+
+# The ImageNet-pretrained backbone, the same file as configs/mask_rcnn_partialnet_s_1x.py:
+#   python tools/extract_backbone.py <classifier.pth> checkpoints/partialnet_s_in1k_backbone.pth
+# or override it: --cfg-options model.backbone.init_cfg.checkpoint=PATH
+pretrained = 'checkpoints/partialnet_s_in1k_backbone.pth'
+
+model = dict(
+    backbone=dict(
+        arch='s',
+        drop_path_rate=0.15,
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+    decode_head=dict(in_channels=[96, 192, 384, 768]),
+    auxiliary_head=dict(in_channels=384))
