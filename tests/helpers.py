@@ -12,9 +12,19 @@ DEMO = osp.join(REPO, 'configs', 'demo', 'mask_rcnn_partialnet_t0_synthetic.py')
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), act_cfg=dict(type='GELU'))
 
 
+def tool_env(unset=(), **extra):
+    """The environment a tool runs in: this one, the repository first on PYTHONPATH, the
+    names in ``unset`` removed and ``extra`` added."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    for name in unset:
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
 def run(args, timeout=600, cwd=REPO):
     """Run a command (a tool) from the repository root; returns (exit code, stdout+stderr)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
+    env = tool_env()
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr

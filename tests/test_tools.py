@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import DEMO, REPO, run
+from helpers import DEMO, REPO, run, tool_env
 
 
 def _data_options(root):
@@ -83,10 +83,8 @@ def _slurm_stubs(folder):
 
 
 def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get('PYTHONPATH', '')]))
-    env.pop('PYTHON', None)
-    env.update(extra)
-    return env
+    """A tool's environment without PYTHON, as a user who never set it has."""
+    return tool_env(unset=('PYTHON',), **extra)
 
 
 def test_shell_scripts_use_the_repository_venv_unless_python_is_set(tmp_path):

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 AP_KEYS = ('coco/bbox_mAP', 'coco/segm_mAP')
+HEADER = 18  # height of the column titles above the first row, pixels
 
 
 def predict(model: torch.nn.Module, dataset, indices: Sequence[int]) -> list:
@@ -25,10 +26,10 @@ def predict(model: torch.nn.Module, dataset, indices: Sequence[int]) -> list:
         return [model.test_step(pseudo_collate([dataset[i]]))[0] for i in indices]
 
 
-def _header(width: int, text: str, height: int = 18) -> np.ndarray:
+def _header(width: int, text: str) -> np.ndarray:
     import cv2
-    strip = np.full((height, width, 3), 255, np.uint8)
-    cv2.putText(strip, text, (3, height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+    strip = np.full((HEADER, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (3, HEADER - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
                 cv2.LINE_AA)
     return strip
 
@@ -54,7 +55,7 @@ def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
             visualizer.add_datasample(title, image, samples[j], draw_gt=False, draw_pred=True,
                                       pred_score_thr=score_thr, show=False)
             cells.append((title, visualizer.get_image()))
-        spacer = np.full((cells[0][1].shape[0] + 18 * (j == 0), gap, 3), 255, np.uint8)
+        spacer = np.full((cells[0][1].shape[0] + HEADER * (j == 0), gap, 3), 255, np.uint8)
         parts = []
         for title, cell in cells:
             parts += [np.concatenate([_header(cell.shape[1], title), cell]) if j == 0 else cell,

@@ -56,6 +56,12 @@ def load_results(paths: Sequence[str]) -> List[dict]:
     return results
 
 
+def model_size(result: dict) -> float:
+    """PartialNet's parameters (M) in one result: its training graph's, as the paper counts."""
+    rows = result['rows']
+    return rows.get('unfused', rows['fused'])['params_m']
+
+
 def pick_metric(results: List[dict], metric: Optional[str] = None) -> str:
     candidates = [metric] if metric else list(METRICS)
     for key in candidates:
@@ -73,15 +79,13 @@ def plot_speed_vs_params(paths: Sequence[str], out_file: str, metric: Optional[s
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    results = sorted(load_results(paths),
-                     key=lambda r: r['rows'].get('unfused', r['rows']['fused'])['params_m'])
+    results = sorted(load_results(paths), key=model_size)
     metric = pick_metric(results, metric)
     ylabel, lower_is_better = METRICS[metric]
     series: Dict[str, list] = {role: [] for role in STYLE}
     for r in results:
-        rows = r['rows']
-        size = rows.get('unfused', rows['fused'])['params_m']
-        for role, row in rows.items():
+        size = model_size(r)
+        for role, row in r['rows'].items():
             if role in series and metric in row:
                 x = size if role in ('fused', 'unfused') else row['params_m']
                 series[role].append((x, row[metric], r['variant']))

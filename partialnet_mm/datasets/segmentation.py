@@ -42,7 +42,10 @@ class LoadCheckedSegAnnotations(LoadAnnotations):
             raise FileNotFoundError(f'label file not found: {path} (the label of image '
                                     f"{results.get('img_path')})")
         super()._load_seg_map(results)
-        values = np.unique(results['gt_seg_map'])
+        seg = results['gt_seg_map']
+        # the values present: a counting pass over the uint8 map (np.unique sorts it)
+        values = (np.flatnonzero(np.bincount(seg.ravel(), minlength=256))
+                  if seg.dtype == np.uint8 else np.unique(seg))
         bad = values[(values >= self.num_classes) & (values != self.ignore_index)]
         if bad.size:
             raise ValueError(f'{path}: label values {bad.tolist()} are not among the '

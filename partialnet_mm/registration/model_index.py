@@ -11,7 +11,6 @@ from mmpretrain.apis import ModelHub
 from modelindex import load
 
 MIM_ROOT = Path(__file__).resolve().parent.parent / '.mim'
-MODEL_INDEX = MIM_ROOT / 'model-index.yml'
 CLASSIFICATION_INDEX = MIM_ROOT / 'configs' / 'metafile-classification.yml'
 
 
