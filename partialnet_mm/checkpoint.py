@@ -1,4 +1,5 @@
-"""Reading and writing checkpoint files: the one ``torch.load`` of the package.
+"""Checkpoint files: the one ``torch.load`` of the package, the one writer, and the backbone's
+loading rules (which form a checkpoint holds, and a strict load with errors naming each key).
 
 Local checkpoints are the user's own files (mmengine's, Lightning's), which hold more than
 tensors, so they are read with ``weights_only=False``. A missing, truncated or corrupt file
@@ -7,7 +8,7 @@ mmpretrain's own tools (through :mod:`partialnet_mm.compat`), and this package's
 """
 import os
 import os.path as osp
-from typing import Dict, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 
@@ -42,13 +43,120 @@ def write_checkpoint(obj, filename) -> str:
     return filename
 
 
-def read_checkpoint(path: str) -> Tuple[object, Dict[str, torch.Tensor]]:
-    """Load a local checkpoint file; returns ``(checkpoint, state_dict)``, the state dict
-    being its ``state_dict`` entry or the file itself. Lightning and mmengine files hold
-    more than tensors, so this reads the (trusted, local) file with weights_only=False;
-    a missing, truncated or corrupt file is an error naming it."""
-    ckpt = read_checkpoint_file(path)
+def state_dict_of(ckpt, source) -> Dict[str, torch.Tensor]:
+    """The state dict a loaded checkpoint holds: its ``state_dict`` entry or the checkpoint
+    itself; a ValueError naming ``source`` for anything else."""
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f'{path}: expected a state dict or a dict with "state_dict"')
-    return ckpt, state
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise ValueError(f'{source}: expected a state dict or a dict with "state_dict"')
+    return state
+
+
+def read_checkpoint(path: str) -> Tuple[object, Dict[str, torch.Tensor]]:
+    """Load a local checkpoint file; returns ``(checkpoint, state_dict)``
+    (see :func:`read_checkpoint_file` and :func:`state_dict_of`)."""
+    ckpt = read_checkpoint_file(path)
+    return ckpt, state_dict_of(ckpt, path)
+
+
+def format_keys(keys: Iterable[str], limit: int = 5) -> str:
+    """The first ``limit`` keys, and how many there are when that is not all of them."""
+    keys = list(keys)
+    return ', '.join(keys[:limit]) + (f' ... ({len(keys)} in all)' if len(keys) > limit else '')
+
+
+def key_problems(expected: Iterable[str], given: Mapping[str, torch.Tensor],
+                 shapes: Optional[Mapping[str, torch.Size]] = None,
+                 optional: Iterable[str] = ()) -> str:
+    """What keeps ``given`` from a strict load into a model with ``expected`` keys (missing,
+    unexpected and, with ``shapes``, mis-shaped keys; ``optional`` keys may be missing), as
+    one sentence; '' when it fits."""
+    expected, optional = set(expected), set(optional)
+    missing = sorted(expected - set(given) - optional)
+    unexpected = sorted(set(given) - expected)
+    problems = []
+    if missing:
+        problems.append(f'missing keys: {format_keys(missing)}')
+    if unexpected:
+        problems.append(f'unexpected keys: {format_keys(unexpected)}')
+    if shapes is not None:
+        mismatched = sorted(k for k in expected & set(given) if shapes[k] != given[k].shape)
+        if mismatched:
+            problems.append('shape mismatch: ' + format_keys(
+                [f'{k} {tuple(given[k].shape)} vs {tuple(shapes[k])}' for k in mismatched]))
+    return '; '.join(problems)
+
+
+# ------------------------------------------------------------------ PartialNet checkpoints
+def checkpoint_form(keys, prefix: str = '') -> Optional[str]:
+    """'fused' or 'training' for a PartialNet state dict (by its stem), else None."""
+    if prefix + 'patch_embed.conv.weight' in keys:
+        return 'training'
+    if prefix + 'patch_embed.weight' in keys:
+        return 'fused'
+    return None
+
+
+def check_checkpoint_form(model, keys, prefix: str = '', source: Optional[str] = None) -> None:
+    """A clear error when a fused checkpoint meets the training graph of a PartialNet
+    ``model`` or the other way round (loading would otherwise leave the model's weights at
+    their initialisation)."""
+    form = checkpoint_form(keys, prefix)
+    what = f'checkpoint {source}' if source else 'the checkpoint'
+    if form == 'training' and model.deploy:
+        raise KeyError(f'{what} holds a training (unfused) PartialNet, but the model was built '
+                       f'with deploy=True (the fused graph). Load it without deploy=True, or '
+                       f'fuse it first: python tools/reparameterize_model.py CONFIG '
+                       f'CHECKPOINT OUT, then load OUT with model.backbone.deploy=True')
+    if form == 'fused' and not model.deploy:
+        raise KeyError(f'{what} holds a fused PartialNet (written by switch_to_deploy() or '
+                       f'tools/reparameterize_model.py), but the model is the training graph. '
+                       f'Build it with deploy=True (--cfg-options model.backbone.deploy=True) '
+                       f'to load it')
+
+
+def load_backbone_checkpoint(model, checkpoint: Optional[str],
+                             prefix: Optional[str] = None) -> None:
+    """Load a backbone checkpoint into a PartialNet ``model``, failing loudly on anything
+    that does not fit (what ``init_cfg=dict(type='Pretrained', ...)`` runs).
+
+    The model's output norms (``model.output_norm_keys()``) may be absent (a classifier
+    checkpoint has none); they then keep their fresh initialisation. Any other missing,
+    unexpected or mis-shaped key is an error naming the file.
+    """
+    from mmengine.logging import MMLogger
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    if not checkpoint:
+        raise ValueError('init_cfg type "Pretrained" needs a checkpoint path (init_cfg.checkpoint)')
+    if '://' not in str(checkpoint) and not osp.isfile(checkpoint):
+        raise FileNotFoundError(
+            f'PartialNet init_cfg.checkpoint: no file at {checkpoint!r}. Set `pretrained` in the '
+            f'config (or --cfg-options model.backbone.init_cfg.checkpoint=PATH) to an ImageNet '
+            f'backbone checkpoint, or init_cfg=None to train from scratch')
+    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    try:
+        state = state_dict_of(ckpt, checkpoint)
+    except ValueError as err:
+        raise TypeError(str(err)) from None
+    if prefix:
+        prefix = prefix if prefix.endswith('.') else prefix + '.'
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise KeyError(f'{checkpoint}: no key starts with prefix {prefix!r}')
+    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
+    check_checkpoint_form(model, state, source=checkpoint)
+
+    own = model.state_dict()
+    problems = key_problems(own, state, {k: v.shape for k, v in own.items()},
+                            optional=model.output_norm_keys())
+    if problems:
+        raise KeyError(f'checkpoint {checkpoint} does not fit PartialNet(arch={model.arch}) '
+                       f'(prefix={prefix!r}): {problems}. Check the arch, with_pat_sp and '
+                       'prefix settings, or convert authors\' checkpoints with '
+                       'tools/convert_authors_checkpoint.py')
+    fresh = sorted(set(own) - set(state))
+    model.load_state_dict(state, strict=False)
+    MMLogger.get_current_instance().info(
+        f'PartialNet: loaded {len(state)} tensors from {checkpoint}'
+        + (f'; output norms initialised fresh: {fresh}' if fresh else ''))

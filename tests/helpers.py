@@ -1,6 +1,5 @@
 """What several test modules share that pytest fixtures cannot carry (names used in
 ``parametrize`` lists, plain functions): the repository, a tiny arch, running a tool."""
-import importlib
 import os
 import os.path as osp
 import subprocess
@@ -31,13 +30,12 @@ def run(args, timeout=600, cwd=REPO):
 
 
 def mm_build(scope: str, cfg: dict):
-    """Build a model in an OpenMMLab scope ('mmdet' or 'mmpretrain') without leaving a
+    """Build a model in an OpenMMLab scope ('mmdet', 'mmpretrain', 'mmseg') without leaving a
     global default scope behind for later tests."""
-    from mmengine.registry import DefaultScope
-    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
-    registry = importlib.import_module(f'{scope}.registry').MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg)
+    from mmengine.config import Config
+
+    from partialnet_mm.registration import build_model
+    return build_model(Config(dict(default_scope=scope, model=cfg)))
 
 
 def authors_t0_state_dict(pat_sp=True, prefix='model.'):

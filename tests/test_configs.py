@@ -5,6 +5,8 @@ import os.path as osp
 import pytest
 from mmengine.config import Config
 
+from partialnet_mm.registration import FRAMEWORKS
+
 from helpers import REPO, mm_build
 
 CONFIGS = sorted(glob.glob(osp.join(REPO, 'configs', '**', '*.py'), recursive=True))
@@ -39,7 +41,7 @@ def test_config_loads_and_builds(path):
     cfg = Config.fromfile(path)
     model_cfg = cfg.model.copy()
     model_cfg.backbone.pop('init_cfg', None)
-    assert cfg.default_scope in ('mmdet', 'mmpretrain', 'mmseg')
+    assert cfg.default_scope in FRAMEWORKS
     model = mm_build(cfg.default_scope, model_cfg)
     expected = 'ResNet' if osp.basename(path).startswith(('mask_rcnn_eca', 'eca-')) else 'PartialNet'
     assert type(model.backbone).__name__ == expected

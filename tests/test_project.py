@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from partialnet_mm.apis.complexity import PAPER, fidelity_table, format_table
+from partialnet_mm.toolkit.complexity import PAPER, fidelity_table, format_table
 
 from helpers import REPO, run
 
@@ -24,6 +24,38 @@ def test_ci_runs_the_readme_commands():
                if line.strip() and not line.startswith(('#', 'set ', 'cd '))]
     assert readme_cmds == ci_cmds == ['bash tools/setup_env.sh',
                                       '.venv/bin/python -m pytest -q tests']
+
+
+# The names `import partialnet_mm` gives (README "The backbone", "DPConv", the layers): a
+# change here is a change of the public API, made on purpose.
+PUBLIC_API = [
+    'CHANNEL_ATTENTIONS', 'ChannelGates', 'DynamicPATChannel', 'DynamicPATConv',
+    'DynamicPATSelfAttention', 'ECA', 'GaussianChannelAttention', 'ImageRelativePositionBias',
+    'LayerNorm2d', 'PATChannel', 'PATConv', 'PATSelfAttention', 'PATSpatial', 'PartialMLP',
+    'PartialNet', 'PartialNetBlock', 'PartialNetBlockV2', 'PartialNetClassifier',
+    'PartialNetHead', 'PartialNetPreLogits', 'PartialNetStage', 'RelPosSelfAttention',
+    'SEAttention', 'SRMAttention', 'SpatialAttentionGate', '__version__', 'checkpoint_form',
+    'collect_gates', 'dpconv_losses', 'eca_kernel_size', 'freeze_state_dict',
+    'load_backbone_checkpoint', 'mean_std_pool', 'patch_mmengine_checkpoint_loading',
+    'register_all']
+
+
+def test_public_api():
+    import partialnet_mm
+    assert sorted(partialnet_mm.__all__) == PUBLIC_API
+    assert all(hasattr(partialnet_mm, name) for name in PUBLIC_API)
+
+
+def test_every_file_and_module_the_readme_names_exists():
+    import importlib.util
+    readme = _read('README.md')
+    paths = set(re.findall(r'\b((?:tools|configs|docs)/[\w./-]+\.(?:py|sh|md|png|yml))', readme))
+    assert len(paths) > 20 and not [p for p in sorted(paths) if not osp.isfile(osp.join(REPO, p))]
+    modules = set(re.findall(r'-m (partialnet_mm[\w.]+)', readme))
+    assert modules and all(importlib.util.find_spec(m) for m in modules)
+    tools = set(re.findall(r'tools/(\w+)\.py', readme))
+    assert tools == {osp.splitext(f)[0] for f in os.listdir(osp.join(REPO, 'tools'))
+                     if f.endswith('.py')}  # every tool is documented
 
 
 @pytest.fixture(scope='module')

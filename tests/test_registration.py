@@ -11,7 +11,7 @@ from mmengine.model import BaseModel
 from torch.utils.data import Dataset
 
 import partialnet_mm
-from partialnet_mm.benchmark import randomize_norms
+from partialnet_mm.deploy import randomize_norms
 from partialnet_mm.models import PartialNet, PartialNetClassifier
 
 from helpers import TINY, mm_build, run

@@ -6,10 +6,7 @@ parameters and FLOPs at 224x224, beside the paper's table-12 top-1 on ImageNet.
 """
 import argparse
 
-from partialnet_mm.apis.complexity import attention_table
-
-NAMES = {'srm': 'SRM', 'se': 'SE', 'gaussian': 'Gaussian (PAT_ch, paper)', 'eca': 'ECA'}
-
+from partialnet_mm.toolkit.complexity import attention_table
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -20,7 +17,7 @@ def main():
     print('|---|---|---|---|---|')
     for r in attention_table(args.arch):
         top1 = '-' if r['paper_top1'] is None or args.arch != 't2' else f"{r['paper_top1']:.1f}"
-        print(f"| {NAMES[r['attention']]} | {r['params']:.3f} | {r['flops_train']:.4f} | "
+        print(f"| {r['label']} | {r['params']:.3f} | {r['flops_train']:.4f} | "
               f"{r['flops_deploy']:.4f} | {top1} |")
 
 

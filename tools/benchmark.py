@@ -19,8 +19,9 @@ import argparse
 import json
 import sys
 
-from partialnet_mm.benchmark import (FusionMismatch, TimingSettings, benchmark_classifier,
-                                     benchmark_detector, classifier_from_config, format_result)
+from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
+                                     classifier_from_config, format_result)
+from partialnet_mm.deploy import FusionMismatch
 
 
 def parse_args(argv=None):

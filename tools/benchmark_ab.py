@@ -20,9 +20,11 @@ import json
 import os.path as osp
 import statistics
 import sys
-import time
 
 import torch
+
+from partialnet_mm.benchmark.timing import record_interleaved
+from partialnet_mm.deploy import check_fused, fused_copy, randomize_norms
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -38,29 +40,6 @@ def load_package(root: str, alias: str):
     sys.modules[alias] = module
     spec.loader.exec_module(module)
     return module
-
-
-def fused_copy(model):
-    fused = copy.deepcopy(model)
-    (fused.backbone if hasattr(fused, 'backbone') and hasattr(fused, 'roi_head')
-     else fused).switch_to_deploy()
-    return fused
-
-
-def interleaved(fns: dict, warmup: int, runs: int) -> dict:
-    """Per model: the seconds of each of ``runs`` calls, the models called in turn (one
-    call each, then again), so that a slow moment of a shared machine hits all of them."""
-    out = {n: [] for n in fns}
-    with torch.inference_mode():
-        for fn in fns.values():
-            for _ in range(warmup):
-                fn()
-        for _ in range(runs):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                out[name].append(time.perf_counter() - start)
-    return out
 
 
 def quartiles(values):
@@ -80,8 +59,12 @@ def report(label: str, times: dict) -> dict:
     return dict(label=label, median_ms=med, new_over_old=ratio, control=control)
 
 
+def interleaved(fns: dict, warmup: int, runs: int) -> dict:
+    """Per model: the seconds of each of ``runs`` calls, the models called in turn."""
+    return record_interleaved(fns, warmup, runs, rounds=runs)
+
+
 def classifier_ab(old_pkg, arch: str, args) -> None:
-    from partialnet_mm.benchmark import check_fused, randomize_norms
     from partialnet_mm.models import PartialNetClassifier
 
     torch.manual_seed(0)
@@ -104,12 +87,11 @@ def detector_ab(old_pkg, config: str, args) -> None:
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
 
-    from partialnet_mm.benchmark import check_fused, randomize_norms
-    from partialnet_mm.benchmark.runner import _build_detector
+    from partialnet_mm.registration import build_model
 
     torch.manual_seed(0)
     cfg = Config.fromfile(config)
-    unfused = _build_detector(cfg)
+    unfused = build_model(cfg, backbone_weights=False).eval()
     randomize_norms(unfused.backbone)
     bb = cfg.model.backbone
     kwargs = {k: v for k, v in bb.items() if k not in ('type', 'init_cfg', 'drop_path_rate')}

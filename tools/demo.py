@@ -19,7 +19,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import partialnet_mm  # noqa: F401
-from partialnet_mm.apis.pictures import draw_predictions, plot_training_curves, predict
+from partialnet_mm.toolkit.pictures import draw_predictions, plot_training_curves, predict
 from partialnet_mm.datasets.synthetic_coco import make_synthetic_coco
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))

@@ -15,9 +15,9 @@ import sys
 
 import torch
 
-from partialnet_mm.apis.onnx_export import default_shapes, export, verify
-from partialnet_mm.benchmark import (FusionMismatch, check_fused, classifier_from_config, deployed,
-                                     randomize_norms)
+from partialnet_mm.toolkit.onnx_export import default_shapes, export, verify
+from partialnet_mm.benchmark import classifier_from_config
+from partialnet_mm.deploy import FusionMismatch, fuse_and_check, randomize_norms
 from partialnet_mm.models import PartialNet, PartialNetClassifier, load_backbone_checkpoint
 from partialnet_mm.models.classifiers import load_classifier_checkpoint
 
@@ -48,10 +48,9 @@ def main(argv=None):
     if not args.checkpoint:
         randomize_norms(model)
         print('no --checkpoint: exporting random weights (BN statistics randomised)')
-    fused = deployed(model)
     size = args.input_size
     try:
-        diff = check_fused(model, fused, torch.randn(2, 3, size, size))
+        fused, diff = fuse_and_check(model, torch.randn(2, 3, size, size), action='export it')
     except FusionMismatch as e:
         print(f'error: {e}', file=sys.stderr)
         return 3

@@ -15,9 +15,8 @@ import json
 import os
 import sys
 
-import torch
 
-from partialnet_mm.checkpoint import read_checkpoint
+from partialnet_mm.checkpoint import read_checkpoint, write_checkpoint
 from partialnet_mm.dpconv.export import learned_split, short_layer_name, write_ratio_config
 
 
@@ -46,7 +45,7 @@ def main(argv=None):
         meta = dict(ckpt.get('meta') or {}) if isinstance(ckpt, dict) else {}
         meta.update(dpconv_partial_ratio=setting, source=args.checkpoint)
         os.makedirs(os.path.dirname(os.path.abspath(args.out_checkpoint)), exist_ok=True)
-        torch.save(dict(state_dict=frozen, meta=meta), args.out_checkpoint)
+        write_checkpoint(dict(state_dict=frozen, meta=meta), args.out_checkpoint)
         print(f'frozen weights ({len(frozen)} tensors) -> {args.out_checkpoint}')
 
 

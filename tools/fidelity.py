@@ -6,7 +6,7 @@
 """
 import argparse
 
-from partialnet_mm.apis.complexity import PAPER, fidelity_table, format_table
+from partialnet_mm.toolkit.complexity import PAPER, fidelity_table, format_table
 
 
 def main():

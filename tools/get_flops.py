@@ -16,7 +16,7 @@ import argparse
 from mmengine.config import Config
 from mmengine.hub import get_config
 
-from partialnet_mm.apis.complexity import PAPER_MASK_RCNN, detector_complexity
+from partialnet_mm.toolkit.complexity import PAPER_MASK_RCNN, detector_complexity
 
 PAPER_CONFIGS = {
     'r50': 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fuse the PartialNet backbone of a trained checkpoint (classifier or detector).
+"""Fuse the PartialNet backbone of a trained checkpoint (classifier, detector or segmentor).
 
     python tools/reparameterize_model.py CONFIG CHECKPOINT OUT [--cfg-options k=v ...]
     python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
@@ -13,7 +13,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from partialnet_mm.apis.reparameterize import reparameterize
+from partialnet_mm.toolkit.reparameterize import reparameterize
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@ mmdet / mmpretrain tools/test.py; every flag of those tools is accepted, e.g.
 
     python tools/test.py configs/mask_rcnn_partialnet_s_1x.py work_dirs/s/epoch_12.pth
 """
-from partialnet_mm.apis.launch import run
+from partialnet_mm.toolkit.launch import run
 
 if __name__ == '__main__':
     run('test')

@@ -4,7 +4,7 @@ mmdet / mmpretrain tools/train.py; every flag of those tools is accepted, e.g.
 
     python tools/train.py configs/mask_rcnn_partialnet_s_1x.py --work-dir work_dirs/s --amp
 """
-from partialnet_mm.apis.launch import run
+from partialnet_mm.toolkit.launch import run
 
 if __name__ == '__main__':
     run('train')

@@ -10,16 +10,12 @@ import os
 import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
+from .peers import FUSED, ROLES, UNFUSED
+
 # y: (axis label, lower is better?)
 METRICS = {
     'cpu_latency_ms': ('CPU latency (ms, 1 thread, batch 1)', True),
     'gpu_images_per_s': ('GPU throughput (images/s)', False),
-}
-STYLE = {  # role: (legend, colour, marker, line)
-    'fused': ('PartialNet (deployed)', 'tab:blue', 'o', '-'),
-    'unfused': ('PartialNet (training graph)', 'tab:blue', 'o', ':'),
-    'fasternet': ('FasterNet (timm)', 'tab:orange', 's', '-'),
-    'resnet50': ('ResNet-50 (torchvision)', 'tab:gray', '*', ''),
 }
 
 
@@ -27,12 +23,10 @@ def row_role(row: dict) -> str:
     """A row's role; files written before rows carried one are read by the model's name."""
     if 'role' in row:
         return row['role']
-    name = row['model']
-    for role, test in (('unfused', name.endswith(' unfused')), ('fused', name.endswith(' fused')),
-                       ('fasternet', name.startswith('FasterNet')),
-                       ('resnet50', name.startswith('ResNet-50'))):
-        if test:
-            return role
+    # 'unfused' before 'fused': both names end in ' fused'
+    for role in sorted(ROLES.values(), key=lambda r: r.name != UNFUSED):
+        if role.named(row['model']):
+            return role.name
     return 'other'
 
 
@@ -49,6 +43,10 @@ def load_results(paths: Sequence[str]) -> List[dict]:
             raise ValueError(f'{path}: not a classifier table of tools/benchmark.py --json '
                              f"(kind {data.get('kind') if isinstance(data, dict) else None!r})")
         rows = {row_role(r): r for r in data['rows']}
+        unknown = sorted(set(rows) - set(ROLES))
+        if unknown:
+            raise ValueError(f'{path}: rows of unknown roles {unknown} (known: {list(ROLES)}): '
+                             f'add them to partialnet_mm.benchmark.peers.ROLES to plot them')
         if 'fused' not in rows:
             raise ValueError(f'{path}: no fused PartialNet row')
         results.append(dict(path=path, variant=data.get('variant', '?'), rows=rows,
@@ -82,30 +80,32 @@ def plot_speed_vs_params(paths: Sequence[str], out_file: str, metric: Optional[s
     results = sorted(load_results(paths), key=model_size)
     metric = pick_metric(results, metric)
     ylabel, lower_is_better = METRICS[metric]
-    series: Dict[str, list] = {role: [] for role in STYLE}
+    series: Dict[str, list] = {role: [] for role in ROLES}
     for r in results:
         size = model_size(r)
         for role, row in r['rows'].items():
-            if role in series and metric in row:
-                x = size if role in ('fused', 'unfused') else row['params_m']
+            if metric in row:
+                x = size if role in (FUSED, UNFUSED) else row['params_m']
                 series[role].append((x, row[metric], r['variant']))
-    # the same ResNet-50 is in every file: one point, the median of its timings
-    if series['resnet50']:
-        values = sorted(v for _, v, _ in series['resnet50'])
-        series['resnet50'] = [(series['resnet50'][0][0], values[len(values) // 2], '')]
+    # a model that is the same in every file (ResNet-50): one point, the median of its timings
+    for role, points in series.items():
+        if ROLES[role].one_size and points:
+            values = sorted(v for _, v, _ in points)
+            series[role] = [(points[0][0], values[len(values) // 2], '')]
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for role, points in series.items():
         if not points:
             continue
-        label, colour, marker, line = STYLE[role]
+        style = ROLES[role]
         xs, ys, names = zip(*points)
-        ax.plot(xs, ys, linestyle=line or 'none', marker=marker, color=colour, label=label,
-                markersize=10 if marker == '*' else 6, alpha=0.55 if role == 'unfused' else 1)
-        if role in ('fused', 'fasternet'):
+        ax.plot(xs, ys, linestyle=style.line or 'none', marker=style.marker, color=style.colour,
+                label=style.legend, markersize=10 if style.marker == '*' else 6,
+                alpha=0.55 if role == UNFUSED else 1)
+        if role in (FUSED, 'fasternet'):
             for x, y, name in points:
                 ax.annotate(name, (x, y), textcoords='offset points', xytext=(5, -10 if
-                            role == 'fused' else 4), fontsize=8, color=colour)
+                            role == FUSED else 4), fontsize=8, color=style.colour)
     ax.set_xlabel('parameters (M)')
     ax.set_ylabel(ylabel + (' - lower is better' if lower_is_better else ' - higher is better'))
     ax.grid(alpha=0.3)

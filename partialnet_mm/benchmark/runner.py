@@ -2,10 +2,9 @@
 
 Every figure of one table comes from one process, with the models timed in interleaved
 rounds (:mod:`.timing`). Speed is reported only after the fused model is shown to compute the
-unfused one (:mod:`.verify`). Needs torch only; timm adds FasterNet, torchvision ResNet-50,
+unfused one (:mod:`partialnet_mm.deploy`). Needs torch only; timm adds FasterNet, torchvision ResNet-50,
 mmdet the detection mode.
 """
-import copy
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional
@@ -13,15 +12,14 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
+from ..deploy import check_fused, fuse_and_check, fused_copy, randomize_norms
 from ..models import PartialNet, PartialNetClassifier
 from ..models.classifiers import load_classifier_checkpoint
+from ..registration import build_model
+from .peers import FUSED, UNFUSED, classifier_peers
 from .timing import capture_cuda_graph, cudnn_benchmark, environment, num_threads, time_interleaved
-from .verify import check_fused, deployed, randomize_norms
 
-FASTERNET = {'t0': 'fasternet_t0', 't1': 'fasternet_t1', 't2': 'fasternet_t2',
-             's': 'fasternet_s', 'm': 'fasternet_m', 'l': 'fasternet_l'}
-# the roles of a table's rows; ratios are the fused row's against the others
-UNFUSED, FUSED = 'unfused', 'fused'
+REFUSAL = 'report its speed'
 
 
 @dataclass
@@ -121,26 +119,6 @@ def fused_ratios(seconds: Dict[str, float], speedup: str, peer: str,
     return out
 
 
-def classifier_peers(arch: Optional[str], with_fasternet: bool = True,
-                     with_resnet50: bool = True) -> Dict[str, tuple]:
-    """By role: timm's FasterNet of the same size (if timm is installed) and ResNet-50."""
-    peers = {}
-    try:
-        import timm
-    except ImportError:
-        timm = None
-    if with_fasternet and arch in FASTERNET and timm is not None:
-        peers['fasternet'] = (f'FasterNet-{arch.upper()} (timm)', timm.create_model(FASTERNET[arch]))
-    if with_resnet50:
-        try:
-            from torchvision.models import resnet50
-            peers['resnet50'] = ('ResNet-50 (torchvision)', resnet50())
-        except ImportError:
-            if timm is not None:
-                peers['resnet50'] = ('ResNet-50 (timm)', timm.create_model('resnet50'))
-    return peers
-
-
 def classifier_from_config(path: str) -> dict:
     """PartialNetClassifier arguments from an mmpretrain config of ours."""
     from mmengine.config import Config
@@ -177,13 +155,13 @@ def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSe
         load_classifier_checkpoint(unfused, checkpoint)
     else:
         randomize_norms(unfused, seed)
-    fused = deployed(unfused)
     check_input = torch.randn(2, 3, s.input_size, s.input_size,
                               generator=torch.Generator().manual_seed(seed))
-    diff = check_fused(unfused, fused, check_input, what=f'PartialNet-{label}')
+    fused, diff = fuse_and_check(unfused, check_input, what=f'PartialNet-{label}',
+                                 action=REFUSAL)
     if s.channels_last:
         check_fused(unfused, fused, check_input.to(memory_format=torch.channels_last),
-                    what=f'PartialNet-{label} (channels_last)')
+                    what=f'PartialNet-{label} (channels_last)', action=REFUSAL)
     models = {UNFUSED: (f'PartialNet-{label} unfused', unfused),
               FUSED: (f'PartialNet-{label} fused', fused)}
     if peers:
@@ -222,14 +200,6 @@ def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSe
 
 
 # ---------------------------------------------------------------------- detection
-def _build_detector(cfg):
-    from ..apis.reparameterize import build_model
-
-    cfg = copy.deepcopy(cfg)
-    cfg.model.backbone.pop('init_cfg', None)  # speed does not need the weights
-    return build_model(cfg).eval()
-
-
 def benchmark_detector(config, baseline='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
                        height: int = 800, width: int = 1216, runs: int = 5, warmup: int = 1,
                        rounds: int = 5, cuda: Optional[bool] = None, seed: int = 0) -> dict:
@@ -245,21 +215,22 @@ def benchmark_detector(config, baseline='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_c
 
     torch.manual_seed(seed)
     cfg = load(config)
-    unfused = _build_detector(cfg)
+    unfused = build_model(cfg, backbone_weights=False).eval()  # speed needs no weights
     if not isinstance(unfused.backbone, PartialNet):
         raise ValueError(f'{config}: the backbone is {type(unfused.backbone).__name__}, '
                          f'not PartialNet')
     randomize_norms(unfused.backbone, seed)
-    fused = copy.deepcopy(unfused)
-    fused.backbone.switch_to_deploy()
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone')
+    fused = fused_copy(unfused)
+    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone',
+                       action=REFUSAL)
     arch = cfg.model.backbone.get('arch')
     label = arch.upper() if isinstance(arch, str) else 'custom'
     runner = BenchmarkRunner({
         UNFUSED: (f'Mask R-CNN PartialNet-{label} unfused', unfused),
         FUSED: (f'Mask R-CNN PartialNet-{label} fused', fused),
-        'baseline': ('Mask R-CNN R50 (baseline config)', _build_detector(load(baseline)))})
+        'baseline': ('Mask R-CNN R50 (baseline config)',
+                     build_model(load(baseline), backbone_weights=False).eval())})
     sample = DetDataSample(metainfo=dict(
         img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
         batch_input_shape=(height, width), scale_factor=(1.0, 1.0)))

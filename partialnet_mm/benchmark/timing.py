@@ -48,11 +48,12 @@ def capture_cuda_graph(fn: Callable[[], object], warmup: int = 3) -> Callable[[]
     return graph.replay
 
 
-def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: int,
-                     rounds: int = 5, sync: Callable[[], None] = lambda: None
-                     ) -> Dict[str, float]:
-    """Median seconds per call of each function, timed in ``rounds`` interleaved rounds
-    of about ``runs / rounds`` calls each, after ``warmup`` calls of each."""
+def record_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: int,
+                       rounds: int = 5, sync: Callable[[], None] = lambda: None
+                       ) -> Dict[str, List[float]]:
+    """The seconds of every timed call of each function, timed in ``rounds`` interleaved
+    rounds of about ``runs / rounds`` calls each, after ``warmup`` calls of each
+    (``rounds = runs``: the functions called in turn, one call each at a time)."""
     with torch.inference_mode():
         for fn in fns.values():
             for _ in range(warmup):
@@ -67,7 +68,15 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: in
                     fn()
                     sync()
                     times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: int,
+                     rounds: int = 5, sync: Callable[[], None] = lambda: None
+                     ) -> Dict[str, float]:
+    """Median seconds per call of each function (:func:`record_interleaved`)."""
+    return {name: statistics.median(t)
+            for name, t in record_interleaved(fns, warmup, runs, rounds, sync).items()}
 
 
 def environment(cuda: bool = False) -> dict:

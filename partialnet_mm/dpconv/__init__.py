@@ -12,9 +12,8 @@ split that freezes exactly; the order loss pulls the inert gates of an illegal r
 (a gate on above an off one) towards zero.
 
 Unlike the authors' version, training and evaluation compute the same function for the
-same gate state: the 3x3 conv on the chosen channels and, on the others, identity
-(:class:`DPConv`) or PATConv's attention branch (:class:`DynamicPATChannel`,
-:class:`DynamicPATSelfAttention`). Training writes it with 0/1 channel masks so the
+same gate state: the 3x3 conv on the chosen channels and, on the others, PATConv's
+attention branch (:class:`DynamicPATChannel`, :class:`DynamicPATSelfAttention`). Training writes it with 0/1 channel masks so the
 gates get gradients; evaluation may slice. ``freeze()`` / :func:`freeze_state_dict`
 turn a trained layer into the plain module with a fixed split.
 """
@@ -22,11 +21,11 @@ turn a trained layer into the plain module with a fixed split.
 # mmengine, are imported by partialnet_mm.registration when their framework is installed).
 from .freeze import freeze_state_dict, gate_state_ratio
 from .gates import ChannelGates, power_of_two_part
-from .layers import (DPConv, DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention,
-                     PartialConv3x3, masked_self_attention, slice_mixer_state)
+from .layers import (DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention,
+                     masked_self_attention, slice_mixer_state)
 from .losses import check_budget, collect_gates, dpconv_losses
 
-__all__ = ['ChannelGates', 'DPConv', 'DynamicPATChannel', 'DynamicPATConv',
-           'DynamicPATSelfAttention', 'PartialConv3x3', 'check_budget', 'collect_gates',
+__all__ = ['ChannelGates', 'DynamicPATChannel', 'DynamicPATConv',
+           'DynamicPATSelfAttention', 'check_budget', 'collect_gates',
            'dpconv_losses', 'freeze_state_dict', 'gate_state_ratio', 'masked_self_attention',
            'power_of_two_part', 'slice_mixer_state']

@@ -96,23 +96,11 @@ class ChannelGates(nn.Module):
         """(C,) 0/1 mask of the channels the conv covers (differentiable in the gates)."""
         return self.index_mask().repeat_interleave(self.group)
 
-    def kronecker_mask(self) -> torch.Tensor:
-        """The paper's (2**K, 2**K) mask ``U`` (for inspection and tests)."""
-        eye = torch.eye(2, dtype=self.gate.dtype, device=self.gate.device)
-        u = self.gate.new_ones(1, 1)
-        for b in self.bits():
-            u = torch.kron(b * torch.ones_like(eye) + (1 - b) * eye, u)
-        return u
-
     def conv_channels(self) -> int:
         return int(self.group * 2 ** int(self.bits().sum().item()))
 
     def ratio(self) -> float:
         return self.conv_channels() / self.channels
-
-    def is_prefix(self) -> bool:
-        """Whether the raw gates are in legal order (no gate on above one that is off)."""
-        return is_prefix(self.raw_bits().tolist())
 
     # ------------------------------------------------------------------ losses
     def cost(self) -> torch.Tensor:
@@ -136,7 +124,3 @@ def first_illegal_step(bits: List[int]) -> Optional[int]:
     """Index of the first gate that is on above an off one (a 0-then-1 step), or None."""
     return next((k for k in range(1, len(bits)) if bits[k - 1] == 0 and bits[k] == 1), None)
 
-
-def is_prefix(bits: List[int]) -> bool:
-    """No gate on above one that is off (no 0-then-1 step from the low bits up)."""
-    return first_illegal_step(bits) is None

@@ -1,67 +1,16 @@
-"""DPConv layers: the dynamic partial conv and the PATConv mixers whose split the gates
-decide, and the cut of their full-width tensors to a fixed split."""
+"""DPConv layers: the PATConv mixers whose split the gates decide, and the cut of their
+full-width tensors to a fixed split."""
 from typing import Dict, Type
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models.layers.attention import GaussianChannelAttention, SRMAttention
+from ..models.layers.attention import CHANNEL_ATTENTIONS, GaussianChannelAttention
 from ..models.layers.patconv import (ChannelAttentionBranch, PATChannel, PATSelfAttention,
                                      SelfAttentionBranch)
 from ..models.layers.utils import check_input_channels, check_split
 from .gates import ChannelGates, power_of_two_part
-
-
-class PartialConv3x3(nn.Module):
-    """FasterNet-style partial conv: 3x3 conv (no bias) on the first ``ratio * C``
-    channels, identity on the rest. The frozen form of :class:`DPConv`."""
-
-    def __init__(self, channels: int, ratio: float = 0.25):
-        super().__init__()
-        self.channels = channels
-        if ratio == 1:
-            self.conv_channels = channels
-        else:
-            self.conv_channels = check_split(channels, ratio, 'PartialConv3x3')
-        self.conv = nn.Conv2d(self.conv_channels, self.conv_channels, 3, 1, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.conv_channels == self.channels:
-            return self.conv(x)
-        x_conv, x_id = torch.split(x, [self.conv_channels, self.channels - self.conv_channels], 1)
-        return torch.cat((self.conv(x_conv), x_id), dim=1)
-
-
-class DPConv(nn.Module):
-    """Dynamic partial 3x3 conv with identity on the channels it does not take.
-
-    Training: ``a * conv(x * a) + (1 - a) * x`` with the 0/1 channel mask ``a`` (so the
-    gates get gradients). Evaluation: the conv runs on the chosen channels only. Both
-    are the same function of the input for the same gate state.
-    """
-
-    def __init__(self, channels: int, init_ratio: float = 0.25, init_scale: float = 1e-8):
-        super().__init__()
-        self.channels = channels
-        self.gates = ChannelGates(channels, init_ratio, init_scale=init_scale)
-        self.conv = nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_channels(x, self.channels, type(self).__name__)
-        if self.training:
-            a = self.gates.channel_mask().to(x.dtype).view(1, -1, 1, 1)
-            return a * self.conv(x * a) + (1 - a) * x
-        k = self.gates.conv_channels()  # always a channel prefix
-        y = F.conv2d(x[:, :k], self.conv.weight[:k, :k], padding=1)
-        return torch.cat((y, x[:, k:]), dim=1)
-
-    @torch.no_grad()
-    def freeze(self) -> PartialConv3x3:
-        k = self.gates.conv_channels()
-        frozen = PartialConv3x3(self.channels, k / self.channels).to(self.conv.weight)
-        frozen.conv.weight.copy_(self.conv.weight[:k, :k])
-        return frozen
 
 
 class DynamicPATConv(nn.Module):
@@ -73,6 +22,11 @@ class DynamicPATConv(nn.Module):
     branch built for those channels computes: so the function equals the plain
     PATConv with the gate-chosen split (checked by ``freeze``'s tests). Parameter names
     equal the plain module's, plus ``gates.gate``.
+
+    Args:
+        channels (int): input and output channels C.
+        attn_layer (callable): builds the attention branch over all C channels.
+        gates (ChannelGates): the gates that choose the conv's channel prefix.
 
     At most half the channels go to the conv (``max_on = K - 1``), so the attention
     branch is never empty.
@@ -111,24 +65,27 @@ class DynamicPATConv(nn.Module):
                            f'(tools/export_split_ratios.py), then deploy the plain model')
 
 
-# Channel attentions for which zeroed input channels drop out exactly (they only mix
-# channels linearly through pooled statistics, or not at all).
-DPCONV_CHANNEL_ATTENTIONS = (GaussianChannelAttention, SRMAttention)
-
-
 class DynamicPATChannel(DynamicPATConv):
     """PAT_ch with a learned split. Zeroed channels contribute nothing to the Gaussian
     (or SRM) attention's pooled statistics and its per-channel ops, so the attention
-    over all C channels of ``x * (1 - a)`` equals the plain branch on the kept ones."""
+    over all C channels of ``x * (1 - a)`` equals the plain branch on the kept ones.
+
+    Args:
+        channels (int): C, with a factor of 2 (the gates act on its power-of-two part).
+        ratio (float): the split the gates start at. Defaults to 0.25.
+        attention (type): a channel attention with ``dpconv_exact`` (Gaussian, SRM).
+        norm_cfg (dict): the BNs. Defaults to ``dict(type='BN')``.
+        init_scale (float): the gates' initial magnitude. Defaults to 1e-8.
+    """
 
     def __init__(self, channels: int, ratio: float = 0.25,
                  attention: Type[nn.Module] = GaussianChannelAttention,
                  norm_cfg: dict = dict(type='BN'), init_scale: float = 1e-8):
-        if attention not in DPCONV_CHANNEL_ATTENTIONS:
+        if not attention.dpconv_exact:
+            supported = [a.__name__ for a in CHANNEL_ATTENTIONS.values() if a.dpconv_exact]
             raise ValueError(f'DPConv cannot learn the split of PAT_ch with '
                              f'{attention.__name__}: its output for the kept channels depends on '
-                             f'the split size. Supported: '
-                             f'{[a.__name__ for a in DPCONV_CHANNEL_ATTENTIONS]}')
+                             f'the split size. Supported: {supported}')
         k, _ = power_of_two_part(channels, type(self).__name__)
         gates = ChannelGates(channels, ratio, max_on=k - 1, init_scale=init_scale)
         super().__init__(channels, lambda c: ChannelAttentionBranch(c, attention, norm_cfg), gates)
@@ -141,7 +98,14 @@ class DynamicPATChannel(DynamicPATConv):
 class DynamicPATSelfAttention(DynamicPATConv):
     """PAT_sf with a learned split. The kept channels get a LayerNorm over themselves
     only and are dealt to the heads in order, as the plain branch built for them would
-    do; the lowest gates stay on so that the kept count is divisible by the heads."""
+    do; the lowest gates stay on so that the kept count is divisible by the heads.
+
+    Args:
+        channels (int): C, with a factor of 2.
+        ratio (float): the split the gates start at. Defaults to 0.25.
+        num_heads, attn_drop, proj_drop, rpe_alpha: as PAT_sf's attention branch.
+        init_scale (float): the gates' initial magnitude. Defaults to 1e-8.
+    """
 
     def __init__(self, channels: int, ratio: float = 0.25, num_heads: int = 4,
                  attn_drop: float = 0.1, proj_drop: float = 0.1, rpe_alpha: float = 20,

@@ -7,13 +7,42 @@ import importlib
 import importlib.util
 import warnings
 
-_FRAMEWORKS = {'mmdet': '.det', 'mmpretrain': '.cls', 'mmseg': '.seg'}
+# The one list of the frameworks we plug into: config default_scope -> our registration
+# module. The tools (train/test, reparameterize, FLOPs) accept exactly these scopes.
+FRAMEWORKS = {'mmdet': '.det', 'mmpretrain': '.cls', 'mmseg': '.seg'}
+
+
+def check_scope(scope) -> str:
+    """``scope`` when it is one of :data:`FRAMEWORKS`; else a ValueError naming them."""
+    if scope not in FRAMEWORKS:
+        raise ValueError(f"config default_scope is {scope!r}: partialnet_mm's tools run "
+                         f"{', '.join(FRAMEWORKS)} configs (default_scope one of "
+                         f"{tuple(FRAMEWORKS)})")
+    return scope
+
+
+def build_model(cfg, backbone_weights: bool = True):
+    """The model of an mmdet, mmpretrain or mmseg config (chosen by its ``default_scope``),
+    built without touching the global default scope. ``backbone_weights=False`` drops the
+    backbone's ``init_cfg`` (for counting and timing, which need no checkpoint)."""
+    import copy
+
+    from mmengine.registry import DefaultScope
+
+    scope = check_scope(cfg.get('default_scope'))
+    model_cfg = copy.deepcopy(cfg.model)
+    if not backbone_weights:
+        model_cfg.get('backbone', {}).pop('init_cfg', None)
+    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(model_cfg)
 
 
 def register_all() -> dict:
     """Register into every installed framework; returns {framework: registered?}."""
     done = {}
-    for framework, module in _FRAMEWORKS.items():
+    for framework, module in FRAMEWORKS.items():
         if importlib.util.find_spec(framework) is None:
             done[framework] = False
             continue

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from partialnet_mm.benchmark import (FusionMismatch, check_fused, deployed, randomize_norms,
-                                     time_interleaved)
+from partialnet_mm.benchmark import time_interleaved
+from partialnet_mm.deploy import FusionMismatch, check_fused, fused_copy, randomize_norms
 from partialnet_mm.models import PartialNet
 
 from helpers import REPO, TINY, run
@@ -18,10 +18,12 @@ from helpers import REPO, TINY, run
 def test_check_fused_refuses_a_wrong_fusion():
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(TINY, out_indices=(3,))).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     with torch.no_grad():
         fused.stages[3].blocks[0].mlp.fc2.bias.add_(1e-2)
-    with pytest.raises(FusionMismatch, match='refusing to report'):
+    with pytest.raises(FusionMismatch, match='refusing to report its speed'):
+        check_fused(model, fused, torch.randn(1, 3, 64, 64), action='report its speed')
+    with pytest.raises(FusionMismatch, match='refusing to use it'):  # the default, one type
         check_fused(model, fused, torch.randn(1, 3, 64, 64))
 
 
@@ -81,11 +83,11 @@ def test_benchmark_tool_config_and_detection_smoke(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 @pytest.mark.parametrize('cuda_graph', [False, True])
 def test_benchmark_gpu_table_smoke(cuda_graph):
-    from partialnet_mm.benchmark import benchmark_classifier
+    from partialnet_mm.benchmark import TimingSettings, benchmark_classifier
 
-    result = benchmark_classifier('t0', input_size=64, gpu_batch=4, gpu_runs=2, warmup=1,
-                                  rounds=1, channels_last=True, cpu=False,
-                                  cuda_graph=cuda_graph, peers=False)
+    settings = TimingSettings(input_size=64, gpu_batch=4, gpu_runs=2, warmup=1, rounds=1,
+                              channels_last=True, cpu=False, cuda_graph=cuda_graph)
+    result = benchmark_classifier(dict(arch='t0'), settings, peers=False)
     assert all(r['gpu_images_per_s'] > 0 and 'cpu_latency_ms' not in r for r in result['rows'])
     assert result['settings']['cuda_graph'] is cuda_graph and 'gpu' in result['env']
 
@@ -113,6 +115,24 @@ def test_plot_reads_the_committed_tables_and_draws_every_family(tmp_path):
     code, log = run([sys.executable, 'tools/benchmark.py', '--plot', str(out), *cpu])
     assert code == 0 and log.strip().endswith(str(out)), log[-2000:]
     assert cv2.imread(str(out)).shape == (400, 600, 3)
+
+
+def test_plot_names_a_row_of_an_unknown_role(tmp_path):
+    from partialnet_mm.benchmark.plot import load_results
+    path = tmp_path / 'cpu.json'
+    path.write_text(json.dumps(dict(kind='classifier', rows=[
+        dict(role='fused', model='PartialNet-T0 fused', params_m=3.5, cpu_latency_ms=1.0),
+        dict(role='mobilenet', model='MobileNet', params_m=3.4, cpu_latency_ms=1.0)])))
+    with pytest.raises(ValueError, match=r"unknown roles \['mobilenet'\]"):
+        load_results([str(path)])
+
+
+def test_peers_come_from_the_one_table():
+    from partialnet_mm.benchmark.peers import ROLES, classifier_peers
+    peers = classifier_peers('t0')
+    assert list(peers) == [name for name, role in ROLES.items() if role.build is not None]
+    assert peers['fasternet'][0] == 'FasterNet-T0 (timm)'
+    assert 'fasternet' not in classifier_peers('custom')  # no FasterNet of that size
 
 
 def test_plot_refuses_bad_files_by_name(tmp_path, capsys):

@@ -6,8 +6,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from partialnet_mm.benchmark import randomize_norms
-from partialnet_mm.models import (ChannelGates, DPConv, DynamicPATChannel, DynamicPATSelfAttention,
+from partialnet_mm.deploy import randomize_norms
+from partialnet_mm.dpconv.gates import first_illegal_step
+from partialnet_mm.models import (ChannelGates, DynamicPATChannel, DynamicPATSelfAttention,
                                   PartialNet, SEAttention, collect_gates, dpconv_losses,
                                   freeze_state_dict)
 
@@ -22,6 +23,21 @@ DIGITS_CONFIG = osp.join(REPO, 'configs', 'demo', 'partialnet-t0-dpconv_digits.p
 def set_gates(gates: ChannelGates, free_bits):
     with torch.no_grad():
         gates.gate.copy_(torch.tensor([0.5 if b else -0.5 for b in free_bits]))
+
+
+def kronecker_mask(gates: ChannelGates) -> torch.Tensor:
+    """The paper's (2**K, 2**K) mask U = kron_k(b_k * ones(2, 2) + (1 - b_k) * I_2): the
+    reference form that ChannelGates.index_mask computes the first row of."""
+    eye = torch.eye(2, dtype=gates.gate.dtype)
+    u = gates.gate.new_ones(1, 1)
+    for b in gates.bits():
+        u = torch.kron(b * torch.ones_like(eye) + (1 - b) * eye, u)
+    return u
+
+
+def is_prefix(gates: ChannelGates) -> bool:
+    """The raw gates are in legal order (no gate on above one that is off)."""
+    return first_illegal_step(gates.raw_bits().tolist()) is None
 
 
 def legal_states(n):
@@ -44,29 +60,27 @@ def test_gates_act_on_power_of_two_part(channels, bits, group):
         mask = gates.channel_mask()
         k = group * 2 ** sum(state)
         assert mask.tolist() == [1.0] * k + [0.0] * (channels - k)  # a channel prefix
-        assert gates.ratio() == k / channels and gates.is_prefix()
+        assert gates.ratio() == k / channels and is_prefix(gates)
 
 
 def test_kronecker_mask_matches_the_paper():
     gates = ChannelGates(16, 0.25)
     for state in ([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]):
         set_gates(gates, state)
-        u = gates.kronecker_mask()
+        u = kronecker_mask(gates)
         assert int(u.count_nonzero()) == 2 ** (4 + sum(state))  # section 3.2: R = 2^(K + sum b)
         assert torch.equal(u[0], gates.index_mask())  # conv part = U's first block
         assert gates.conv_channels() == 16 // 2 ** (4 - sum(state))
-        assert gates.is_prefix()
+        assert is_prefix(gates)
     # illegal raw order: gates above the first off one are inert, the split stays a prefix
     set_gates(gates, [1, 0, 1, 1])
-    assert not gates.is_prefix() and gates.bits().tolist() == [1, 0, 0, 0]
+    assert not is_prefix(gates) and gates.bits().tolist() == [1, 0, 0, 0]
     assert gates.channel_mask().nonzero().flatten().tolist() == [0, 1]
-    assert int(gates.kronecker_mask().count_nonzero()) == 2 ** (4 + 1)
+    assert int(kronecker_mask(gates).count_nonzero()) == 2 ** (4 + 1)
 
 
 @pytest.mark.parametrize('channels', [3, 45, 1, 0])
 def test_channel_count_without_factor_two_is_an_error(channels):
-    with pytest.raises(ValueError, match='factor of 2|>= 2'):
-        DPConv(channels)
     with pytest.raises(ValueError, match='factor of 2|>= 2'):
         DynamicPATChannel(channels)
 
@@ -81,30 +95,6 @@ def test_unreachable_init_ratio_and_empty_gate_range():
 
 
 # ---------------------------------------------------------------------- same function
-@pytest.mark.parametrize('channels', [48, 96, 160])
-def test_dpconv_train_equals_eval(channels):
-    """Partial conv on the chosen channels, identity on the rest, in both modes
-    (the authors' version computes a grouped conv in training)."""
-    torch.manual_seed(0)
-    layer = DPConv(channels)
-    x = torch.randn(2, channels, 9, 7)
-    n = layer.gates.num_bits
-    for state in legal_states(n) + [[0, 1] + [0] * (n - 2), [1, 0] + [1] * (n - 2)]:
-        set_gates(layer.gates, state)
-        idx = layer.gates.channel_mask().nonzero().flatten()
-        y_train = layer.train()(x)
-        y_eval = layer.eval()(x)
-        assert torch.allclose(y_train, y_eval, atol=1e-5)
-        rest = torch.ones(channels, dtype=torch.bool)
-        rest[idx] = False
-        assert torch.equal(y_eval[:, rest], x[:, rest])  # identity where the conv is not
-        ref = torch.nn.functional.conv2d(x[:, idx], layer.conv.weight[idx][:, idx], padding=1)
-        assert torch.allclose(y_eval[:, idx], ref, atol=1e-5)
-        assert idx.tolist() == list(range(len(idx)))  # always a prefix
-        if len(idx) < channels:
-            assert torch.allclose(layer.freeze()(x), y_eval, atol=1e-5)
-
-
 @pytest.mark.parametrize('channels', [48, 64])
 @pytest.mark.parametrize('attention', ['gaussian', 'srm'])
 def test_dynamic_pat_ch_equals_plain_pat_ch(channels, attention):
@@ -152,8 +142,7 @@ def _train_gates(layer, sign, steps=60):
     return layer.gates.ratio()
 
 
-@pytest.mark.parametrize('make', [lambda: DPConv(64, 0.25),
-                                  lambda: DynamicPATChannel(64, 0.25),
+@pytest.mark.parametrize('make', [lambda: DynamicPATChannel(64, 0.25),
                                   lambda: DynamicPATSelfAttention(64, 0.25)])
 def test_gates_get_gradients_both_ways(make):
     torch.manual_seed(0)

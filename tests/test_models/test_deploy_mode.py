@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
-from partialnet_mm.benchmark import deployed, randomize_norms
+from partialnet_mm.deploy import fused_copy, randomize_norms
 from partialnet_mm.models import PartialNet, PartialNetClassifier
 
 from helpers import REPO, TINY, mm_build
@@ -45,7 +45,7 @@ def _variant_id(kwargs):
 def test_deploy_true_builds_the_switched_model_and_loads_its_checkpoint(kwargs):
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(**kwargs)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     twin = PartialNet(**kwargs, deploy=True)
     assert [(n, type(m)) for n, m in twin.named_modules()] == \
         [(n, type(m)) for n, m in fused.named_modules()]
@@ -74,7 +74,7 @@ def test_deploy_true_refuses_what_has_no_fused_form():
 def test_pure_torch_classifier_round_trip():
     torch.manual_seed(0)
     model = randomize_norms(PartialNetClassifier('t0', num_classes=7)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     twin = PartialNetClassifier('t0', num_classes=7, deploy=True)
     twin.load_state_dict(_saved(fused.state_dict()))
     x = torch.randn(2, 3, 64, 64)
@@ -128,7 +128,7 @@ def test_a_checkpoint_in_the_other_form_is_a_clear_error(tmp_path):
 
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(TINY)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     with pytest.raises(KeyError, match=r'holds a fused PartialNet .*Build it with deploy=True'):
         PartialNet(TINY).load_state_dict(fused.state_dict())
     with pytest.raises(KeyError, match=r'holds a training \(unfused\) PartialNet.*'
@@ -160,7 +160,7 @@ def test_gradients_through_a_deployed_backbone():
     one; gradients into the fused graph are refused with a clear error."""
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(TINY, out_indices=(3,))).eval().requires_grad_(False)
-    fused = deployed(model)
+    fused = fused_copy(model)
     assert not any(p.requires_grad for p in fused.parameters())
     head = nn.Linear(model.channels[3], 3)
     x = torch.randn(2, 3, 64, 64)
@@ -210,7 +210,7 @@ def held_bytes(model: nn.Module) -> int:
 def test_memory_is_flat_in_the_number_of_input_sizes():
     torch.manual_seed(0)
     model = randomize_norms(PartialNet('t0')).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     sizes = [(32 * (1 + i % 10), 32 * (1 + i // 10)) for i in range(50)]  # 50 distinct sizes
     assert len(set(sizes)) == 50
     for graph in (model, fused):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 
-from partialnet_mm.benchmark import randomize_norms
+from partialnet_mm.deploy import randomize_norms
 from partialnet_mm.models import ECA, PartialNet, eca_kernel_size
 
 from helpers import REPO, mm_build

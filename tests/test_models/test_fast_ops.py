@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from partialnet_mm.benchmark import check_fused, deployed, randomize_norms
+from partialnet_mm.deploy import fused_copy, randomize_norms
 from partialnet_mm.models import PartialNetClassifier, mean_std_pool
 from partialnet_mm.models.layers.attention import one_pass_mean_std
 
@@ -61,11 +61,14 @@ def test_fused_classifier_on_cuda_both_layouts_and_amp(arch):
     try:
         torch.manual_seed(0)
         model = randomize_norms(PartialNetClassifier(arch)).eval().cuda()
-        fused = deployed(model)
+        fused = fused_copy(model)
         x = torch.randn(4, 3, 96, 96, device='cuda')
-        assert check_fused(model, fused, x) <= 1e-4
-        fused_cl = fused.to(memory_format=torch.channels_last)
-        assert check_fused(model, fused_cl, x.to(memory_format=torch.channels_last)) <= 1e-4
+        with torch.no_grad():
+            expected = model(x)
+            torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=0)
+            fused_cl = fused.to(memory_format=torch.channels_last)
+            torch.testing.assert_close(fused_cl(x.to(memory_format=torch.channels_last)),
+                                       expected, atol=1e-4, rtol=0)
         with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
             ref, out = model(x), fused_cl(x.to(memory_format=torch.channels_last))
         assert out.dtype == torch.float16 and torch.isfinite(out).all()

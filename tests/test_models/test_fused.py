@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from partialnet_mm.benchmark import check_fused, deployed, randomize_norms
+from partialnet_mm.deploy import fused_copy, randomize_norms
 from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, PartialNetBlockV2,
                                   PartialNetClassifier, PATChannel, PATSelfAttention)
 from partialnet_mm.models.layers.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
@@ -78,11 +78,12 @@ def test_fused_block_v1_every_channel_attention(attention, act):
     assert {k: v.shape for k, v in twin.state_dict().items()} == \
         {k: v.shape for k, v in fused.state_dict().items()}
     twin.load_state_dict(fused.state_dict())
-    # with autograd on, the deployed block computes the same numbers
+    # the twin with the fused weights computes what the fused block computes
     x = torch.randn(2, 32, 9, 7)
     with torch.no_grad():
         expected = fused(x)
-    torch.testing.assert_close(fused(x), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(twin(x), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(twin(x), block.eval()(x), atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize('with_pat_sp', [True, False])
@@ -128,26 +129,29 @@ def test_deploy_attention_keeps_nothing_per_size_and_follows_loaded_weights():
 def test_fused_classifier_every_variant(arch):
     torch.manual_seed(0)
     model = randomize_norms(PartialNetClassifier(arch)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     x = torch.randn(2, 3, 64, 64)
-    assert check_fused(model, fused, x) <= 1e-4
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=0)
     assert sum(p.numel() for p in fused.parameters()) < sum(p.numel() for p in model.parameters())
 
 
 def test_fused_backbone_multiscale_channels_last_batch_one():
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(TINY)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     x = torch.randn(1, 3, 96, 64)
-    assert check_fused(model, fused, x) <= 1e-4
-    assert check_fused(model, fused.to(memory_format=torch.channels_last),
-                       x.to(memory_format=torch.channels_last)) <= 1e-4
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(fused(x), expected, atol=1e-4, rtol=0)
+        torch.testing.assert_close(fused.to(memory_format=torch.channels_last)(
+            x.to(memory_format=torch.channels_last)), expected, atol=1e-4, rtol=0)
 
 
 def test_fused_backbone_runs_channels_last_and_hands_back_the_input_layout():
     torch.manual_seed(0)
     model = randomize_norms(PartialNet(TINY)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     state = fused.state_dict()
     fused.switch_to_deploy()  # deploying a deployed model again changes nothing
     assert {k: v.data_ptr() for k, v in fused.state_dict().items()} == \
@@ -170,7 +174,7 @@ def test_fused_backbone_runs_channels_last_and_hands_back_the_input_layout():
 def test_fused_model_compiles():
     torch.manual_seed(0)
     model = randomize_norms(PartialNetClassifier(TINY, num_classes=10)).eval()
-    fused = deployed(model)
+    fused = fused_copy(model)
     compiled = torch.compile(fused)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

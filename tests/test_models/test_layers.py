@@ -6,14 +6,26 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from partialnet_mm.benchmark import randomize_norms
+from partialnet_mm.deploy import randomize_norms
 from partialnet_mm.models import (GaussianChannelAttention, ImageRelativePositionBias, PartialMLP,
                                   PartialNetBlock, PartialNetBlockV2, PATChannel, PATConv,
                                   PATSelfAttention, PATSpatial, SEAttention, SRMAttention,
-                                  irpe_euclidean_buckets, mean_std_pool)
+                                  mean_std_pool)
 from partialnet_mm.models.layers.attention import (DeployStyleAttention, InplaceSpatialGate,
-                                                   RelPosSelfAttention)
+                                                   RelPosSelfAttention, irpe_bucket)
 from partialnet_mm.models.layers.utils import DropPath, build_act, build_norm, fuse_conv_bn
+
+
+def irpe_euclidean_buckets(height: int, width: int, alpha: float, beta: int,
+                           gamma: float) -> torch.Tensor:
+    """Bucket of every (query, key) pair on an H x W grid, (H*W, H*W): the reference form
+    of what :class:`ImageRelativePositionBias` computes from relative offsets."""
+    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64),
+                                torch.arange(width, dtype=torch.float64),
+                                indexing='ij')
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    dist = ((rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2).sqrt()
+    return irpe_bucket(dist, alpha, beta, gamma)
 
 
 @pytest.mark.parametrize('ratio', [0, 0.0, 1, 1.0, -0.25, 1.5])

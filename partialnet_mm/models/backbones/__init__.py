@@ -1,3 +1,3 @@
-from .partialnet import PartialNet, checkpoint_form, load_backbone_checkpoint
+from .partialnet import PartialNet
 
-__all__ = ['PartialNet', 'checkpoint_form', 'load_backbone_checkpoint']
+__all__ = ['PartialNet']

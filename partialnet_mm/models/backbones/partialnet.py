@@ -1,17 +1,16 @@
 """The PartialNet backbone (T0/T1/T2/S/M/L) with the OpenMMLab backbone contract."""
 import copy
-import os.path as osp
 import warnings
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ...checkpoint import check_checkpoint_form, load_backbone_checkpoint
 from ...dpconv.layers import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
-from ..layers.attention import CHANNEL_ATTENTIONS
+from ..layers.attention import channel_attention_class
 from ..layers.blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from ..layers.fast_ops import PatchConv, memory_format_of
 from ..layers.patconv import PATChannel, PATSelfAttention
@@ -98,21 +97,7 @@ class PartialNet(BaseModule):
                  deploy: bool = False,
                  init_cfg: Optional[Union[dict, list]] = None,
                  pretrained: Optional[str] = None):
-        if pretrained is not None:  # mmseg's EncoderDecoder hands on its model.pretrained
-            if not isinstance(pretrained, str):
-                raise TypeError(f'pretrained must be a checkpoint path or None, got '
-                                f'{type(pretrained).__name__}')
-            if init_cfg is not None:
-                raise ValueError(f'PartialNet got both pretrained={pretrained!r} and init_cfg: '
-                                 'set pretrained=None (model.pretrained in an mmseg config) and '
-                                 "load the checkpoint with init_cfg=dict(type='Pretrained', "
-                                 'checkpoint=...)')
-            warnings.warn('PartialNet: pretrained= is deprecated, as in mmseg\'s own backbones; '
-                          "use init_cfg=dict(type='Pretrained', checkpoint=...)", stacklevel=2)
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        if init_cfg is None:
-            init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.0)]
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=self.parse_init_cfg(init_cfg, pretrained))
         self.arch = self.parse_arch(arch)
         embed_dims, depths = self.arch['embed_dims'], self.arch['depths']
         act_cfg = copy.deepcopy(act_cfg if act_cfg is not None else self.arch['act_cfg'])
@@ -120,9 +105,6 @@ class PartialNet(BaseModule):
         self.out_indices = self.parse_out_indices(out_indices)
         if not -1 <= frozen_stages <= self.num_stages:
             raise ValueError(f'frozen_stages must be in [-1, {self.num_stages}], got {frozen_stages}')
-        if channel_attention not in CHANNEL_ATTENTIONS:
-            raise KeyError(f'unknown channel_attention {channel_attention!r}; choose one of '
-                           f'{sorted(CHANNEL_ATTENTIONS)}')
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.in_channels = in_channels
@@ -137,36 +119,15 @@ class PartialNet(BaseModule):
         if deploy:
             self.check_deployable()
 
-        # stem conv 4x4 s4 + BN; stages of blocks v1 (PAT_ch) then v2 (PAT_sf)
-        self.patch_embed = nn.Conv2d(in_channels, embed_dims, 4, 4) if deploy else \
-            ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=norm_cfg)
-        drop_path_rates = iter(torch.linspace(0, drop_path_rate, sum(depths)).tolist())
+        self.patch_embed = self._make_stem(in_channels, embed_dims, deploy)
+        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.stages = nn.ModuleList()
-        for i, (dim, depth) in enumerate(zip(self.channels, depths, strict=True)):
-            blocks = nn.Sequential()
-            for ratio in ratios[i]:
-                mlp = PartialMLP(dim, mlp_ratio, act_cfg, norm_cfg, with_pat_sp, deploy)
-                if i < self.num_stages - 1:
-                    attention = CHANNEL_ATTENTIONS[channel_attention]
-                    if self.dpconv:
-                        mixer = DynamicPATChannel(dim, ratio, attention, norm_cfg, **dpconv)
-                    else:
-                        mixer = PATChannel(dim, ratio, attention, norm_cfg, deploy=deploy)
-                    block = PartialNetBlock(mixer, mlp, next(drop_path_rates), deploy)
-                else:
-                    if self.dpconv:
-                        mixer = DynamicPATSelfAttention(dim, ratio, num_heads, attn_drop,
-                                                        proj_drop, **dpconv)
-                    else:
-                        mixer = PATSelfAttention(dim, ratio, num_heads, attn_drop, proj_drop,
-                                                 deploy=deploy)
-                    block = PartialNetBlockV2(mixer, mlp, next(drop_path_rates), deploy)
-                blocks.append(block)
-            downsample = None
-            if i > 0:
-                downsample = PatchConv(dim // 2, dim, 2) if deploy else \
-                    ConvNorm(dim // 2, dim, 2, 2, norm_cfg=norm_cfg)
-            self.stages.append(PartialNetStage(blocks, downsample, with_cp))
+        for i, block_ratios in enumerate(ratios):
+            first = sum(depths[:i])
+            self.stages.append(self._make_stage(
+                i, block_ratios, drop_path_rates[first:first + depths[i]], act_cfg, mlp_ratio,
+                with_pat_sp, channel_attention_class(channel_attention), dpconv,
+                dict(num_heads=num_heads, attn_drop=attn_drop, proj_drop=proj_drop), deploy))
 
         self.with_out_norm = with_out_norm
         for i in self.out_indices:
@@ -178,7 +139,62 @@ class PartialNet(BaseModule):
             self._enter_deploy_mode()
         self._freeze_stages()
 
+    # ------------------------------------------------------------------ layers
+    def _make_stem(self, in_channels: int, embed_dims: int, deploy: bool) -> nn.Module:
+        """Conv 4x4 stride 4 + BN (deployed: the conv with the BN folded in)."""
+        if deploy:
+            return nn.Conv2d(in_channels, embed_dims, 4, 4)
+        return ConvNorm(in_channels, embed_dims, 4, 4, norm_cfg=self.norm_cfg)
+
+    def _make_stage(self, index: int, ratios: Sequence[float], drop_paths: Sequence[float],
+                    act_cfg: dict, mlp_ratio: float, with_pat_sp: bool,
+                    attention: type, dpconv: Optional[dict], attention_cfg: dict,
+                    deploy: bool) -> PartialNetStage:
+        """Stage ``index``: a merging layer (conv 2x2 s2 + BN) unless it is the first, then
+        one block per split ratio: block v1 (PAT_ch) in stages 1-3, block v2 (PAT_sf) in the
+        last stage; with ``dpconv`` the mixers learn their split."""
+        dim = self.channels[index]
+        last = index == self.num_stages - 1
+        blocks = nn.Sequential()
+        for ratio, drop_path in zip(ratios, drop_paths, strict=True):
+            if dpconv is not None and last:
+                mixer = DynamicPATSelfAttention(dim, ratio, **attention_cfg, **dpconv)
+            elif dpconv is not None:
+                mixer = DynamicPATChannel(dim, ratio, attention, self.norm_cfg, **dpconv)
+            elif last:
+                mixer = PATSelfAttention(dim, ratio, **attention_cfg, deploy=deploy)
+            else:
+                mixer = PATChannel(dim, ratio, attention, self.norm_cfg, deploy=deploy)
+            mlp = PartialMLP(dim, mlp_ratio, act_cfg, self.norm_cfg, with_pat_sp, deploy)
+            block = PartialNetBlockV2 if last else PartialNetBlock
+            blocks.append(block(mixer, mlp, drop_path, deploy))
+        downsample = None
+        if index > 0:
+            downsample = PatchConv(dim // 2, dim, 2) if deploy else \
+                ConvNorm(dim // 2, dim, 2, 2, norm_cfg=self.norm_cfg)
+        return PartialNetStage(blocks, downsample, self.with_cp)
+
     # ------------------------------------------------------------------ config
+    @staticmethod
+    def parse_init_cfg(init_cfg, pretrained: Optional[str]):
+        """``init_cfg``, with mmseg's deprecated ``pretrained=`` turned into it; None gives
+        truncated-normal init."""
+        if pretrained is not None:  # mmseg's EncoderDecoder hands on its model.pretrained
+            if not isinstance(pretrained, str):
+                raise TypeError(f'pretrained must be a checkpoint path or None, got '
+                                f'{type(pretrained).__name__}')
+            if init_cfg is not None:
+                raise ValueError(f'PartialNet got both pretrained={pretrained!r} and init_cfg: '
+                                 'set pretrained=None (model.pretrained in an mmseg config) and '
+                                 "load the checkpoint with init_cfg=dict(type='Pretrained', "
+                                 'checkpoint=...)')
+            warnings.warn('PartialNet: pretrained= is deprecated, as in mmseg\'s own backbones; '
+                          "use init_cfg=dict(type='Pretrained', checkpoint=...)", stacklevel=2)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is None:
+            init_cfg = [dict(type='TruncNormal', layer=['Conv2d', 'Linear'], std=0.02, bias=0.0)]
+        return init_cfg
+
     @classmethod
     def parse_arch(cls, arch: Union[str, dict]) -> dict:
         if isinstance(arch, str):
@@ -228,10 +244,8 @@ class PartialNet(BaseModule):
 
     @staticmethod
     def parse_dpconv(dpconv: Optional[dict]) -> Optional[dict]:
-        if dpconv is None or dpconv is False:
+        if dpconv is None:
             return None
-        if dpconv is True:
-            return {}
         if not isinstance(dpconv, dict):
             raise TypeError(f'dpconv must be None or a dict, got {dpconv!r}')
         unknown = set(dpconv) - {'init_scale'}
@@ -359,93 +373,12 @@ class PartialNet(BaseModule):
         self.deploy = True
         self.eval()
 
+    def output_norm_keys(self) -> Set[str]:
+        """State-dict keys of the output norms, which a classifier checkpoint lacks."""
+        names = {f'norm{i}' for i in range(self.num_stages)}
+        return {k for k in self.state_dict() if k.split('.', 1)[0] in names}
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         check_checkpoint_form(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-
-def checkpoint_form(keys, prefix: str = '') -> Optional[str]:
-    """'fused' or 'training' for a PartialNet state dict (by its stem), else None."""
-    if prefix + 'patch_embed.conv.weight' in keys:
-        return 'training'
-    if prefix + 'patch_embed.weight' in keys:
-        return 'fused'
-    return None
-
-
-def check_checkpoint_form(model: 'PartialNet', keys, prefix: str = '',
-                          source: Optional[str] = None) -> None:
-    """A clear error when a fused checkpoint meets the training graph or the other way round
-    (loading would otherwise leave the model's weights at their initialisation)."""
-    form = checkpoint_form(keys, prefix)
-    what = f'checkpoint {source}' if source else 'the checkpoint'
-    if form == 'training' and model.deploy:
-        raise KeyError(f'{what} holds a training (unfused) PartialNet, but the model was built '
-                       f'with deploy=True (the fused graph). Load it without deploy=True, or '
-                       f'fuse it first: python tools/reparameterize_model.py CONFIG CHECKPOINT '
-                       f'OUT, then load OUT with model.backbone.deploy=True')
-    if form == 'fused' and not model.deploy:
-        raise KeyError(f'{what} holds a fused PartialNet (written by switch_to_deploy() or '
-                       f'tools/reparameterize_model.py), but the model is the training graph. '
-                       f'Build it with deploy=True (--cfg-options model.backbone.deploy=True) '
-                       f'to load it')
-
-
-def output_norm_keys(model: PartialNet) -> set:
-    return {k for k in model.state_dict() if k.split('.', 1)[0] in
-            {f'norm{i}' for i in range(model.num_stages)}}
-
-
-def load_backbone_checkpoint(model: PartialNet, checkpoint: Optional[str],
-                             prefix: Optional[str] = None) -> None:
-    """Load a backbone checkpoint, failing loudly on anything that does not fit.
-
-    Output norms (``norm{i}``) may be absent (a classifier checkpoint has none);
-    they then keep their fresh initialisation. Any other missing, unexpected or
-    mis-shaped key is an error naming the file.
-    """
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    logger = MMLogger.get_current_instance()
-    if not checkpoint:
-        raise ValueError('init_cfg type "Pretrained" needs a checkpoint path (init_cfg.checkpoint)')
-    if '://' not in str(checkpoint) and not osp.isfile(checkpoint):
-        raise FileNotFoundError(
-            f'PartialNet init_cfg.checkpoint: no file at {checkpoint!r}. Set `pretrained` in the '
-            f'config (or --cfg-options model.backbone.init_cfg.checkpoint=PATH) to an ImageNet '
-            f'backbone checkpoint, or init_cfg=None to train from scratch')
-    ckpt = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise TypeError(f'{checkpoint}: expected a state dict (or a dict with "state_dict")')
-    if prefix:
-        prefix = prefix if prefix.endswith('.') else prefix + '.'
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        if not state:
-            raise KeyError(f'{checkpoint}: no key starts with prefix {prefix!r}')
-    state = {k[7:] if k.startswith('module.') else k: v for k, v in state.items()}
-    check_checkpoint_form(model, state, source=checkpoint)
-
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state) - output_norm_keys(model))
-    unexpected = sorted(set(state) - set(own))
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or mismatched:
-        def show(keys):
-            return ', '.join(keys[:5]) + (f' ... ({len(keys)} in all)' if len(keys) > 5 else '')
-        problems = []
-        if missing:
-            problems.append(f'missing keys: {show(missing)}')
-        if unexpected:
-            problems.append(f'unexpected keys: {show(unexpected)}')
-        if mismatched:
-            problems.append('shape mismatch: ' + show(
-                [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in mismatched]))
-        raise KeyError(f'checkpoint {checkpoint} does not fit PartialNet(arch={model.arch}) '
-                       f'(prefix={prefix!r}): ' + '; '.join(problems) +
-                       '. Check the arch, with_pat_sp and prefix settings, or convert authors\' '
-                       'checkpoints with tools/convert_authors_checkpoint.py')
-    fresh = sorted(set(own) - set(state))
-    model.load_state_dict(state, strict=False)
-    logger.info(f'PartialNet: loaded {len(state)} tensors from {checkpoint}'
-                + (f'; output norms initialised fresh: {fresh}' if fresh else ''))

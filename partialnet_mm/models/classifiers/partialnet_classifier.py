@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from ...checkpoint import read_checkpoint
+from ...checkpoint import key_problems, read_checkpoint
 from ..backbones import PartialNet
 from ..heads import PartialNetHead
 
@@ -35,7 +35,7 @@ def load_classifier_checkpoint(model: PartialNetClassifier, path: str) -> None:
     """Load an mmpretrain ImageClassifier checkpoint of ours (strict on backbone and head)."""
     _, state = read_checkpoint(path)
     state = {k: v for k, v in state.items() if k.startswith(('backbone.', 'head.'))}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise KeyError(f'{path} does not fit {type(model).__name__}: missing {missing[:5]}, '
-                       f'unexpected {unexpected[:5]}')
+    problems = key_problems(model.state_dict(), state)
+    if problems:
+        raise KeyError(f'{path} does not fit {type(model).__name__}: {problems}')
+    model.load_state_dict(state)

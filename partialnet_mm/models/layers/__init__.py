@@ -2,7 +2,7 @@
 fast_ops holds the deployed graph's device- and layout-specific choices. Pure torch."""
 from .attention import (CHANNEL_ATTENTIONS, GaussianChannelAttention, ImageRelativePositionBias,
                         LayerNorm2d, RelPosSelfAttention, SEAttention, SpatialAttentionGate,
-                        SRMAttention, irpe_euclidean_buckets, mean_std_pool)
+                        SRMAttention, mean_std_pool)
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .eca import ECA, eca_kernel_size
 from .patconv import PATChannel, PATConv, PATSelfAttention, PATSpatial
@@ -12,5 +12,5 @@ __all__ = [
     'LayerNorm2d', 'PATChannel', 'PATConv', 'PATSelfAttention', 'PATSpatial', 'PartialMLP',
     'PartialNetBlock', 'PartialNetBlockV2', 'PartialNetStage', 'RelPosSelfAttention',
     'SEAttention', 'SRMAttention', 'SpatialAttentionGate', 'eca_kernel_size',
-    'irpe_euclidean_buckets', 'mean_std_pool'
+    'mean_std_pool'
 ]

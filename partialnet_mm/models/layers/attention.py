@@ -61,9 +61,19 @@ class DeployStyleAttention(nn.Module):
 
 
 class GaussianChannelAttention(ChannelReweighting):
-    """PAT_ch's channel attention: [mean, std] -> dense (1, 2) conv -> BN -> Hardsigmoid."""
+    """PAT_ch's channel attention: [mean, std] -> dense (1, 2) conv -> BN -> Hardsigmoid.
+
+    Args:
+        channels (int): channels of the input (and of the weights).
+        norm_cfg (dict): the BN after the (1, 2) conv. Defaults to ``dict(type='BN')``.
+        groups (int): groups of the (1, 2) conv; 1 (dense, the paper's) or ``channels``
+            (SRM's channel-wise FC). Defaults to 1.
+    """
 
     gate_layer = nn.Hardsigmoid
+    label = 'Gaussian (PAT_ch, paper)'
+    # zeroed input channels drop out exactly (pooled statistics mixed linearly)
+    dpconv_exact = True
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), groups: int = 1):
         super().__init__()
@@ -78,8 +88,8 @@ class GaussianChannelAttention(ChannelReweighting):
         return self.gate(self.cfc(self.pool(x)))
 
     @classmethod
-    def deployed(cls, channels: int) -> DeployStyleAttention:
-        """The deploy form, as ``PartialNet(deploy=True)`` builds it."""
+    def deploy_form(cls, channels: int) -> DeployStyleAttention:
+        """An empty deploy form, as ``PartialNet(deploy=True)`` builds it."""
         return DeployStyleAttention(channels, cls.gate_layer())
 
     @torch.no_grad()
@@ -88,7 +98,7 @@ class GaussianChannelAttention(ChannelReweighting):
         (grouped or dense) becomes one dense (C, 2C) linear map."""
         conv = self.cfc.fuse()
         per = self.channels // conv.groups
-        twin = self.deployed(self.channels).to(conv.weight)
+        twin = self.deploy_form(self.channels).to(conv.weight)
         dense = [torch.block_diag(*conv.weight[:, :, 0, k].split(per)) for k in (0, 1)]
         twin.fc.weight.copy_(torch.cat(dense, dim=1))
         twin.fc.bias.copy_(conv.bias)
@@ -97,9 +107,15 @@ class GaussianChannelAttention(ChannelReweighting):
 
 class SRMAttention(GaussianChannelAttention):
     """Style-based recalibration (Lee et al. 2019): the same style pooling with a
-    channel-wise (depthwise) FC and a sigmoid gate."""
+    channel-wise (depthwise) FC and a sigmoid gate.
+
+    Args:
+        channels (int): channels of the input.
+        norm_cfg (dict): the BN after the channel-wise FC. Defaults to ``dict(type='BN')``.
+    """
 
     gate_layer = nn.Sigmoid
+    label = 'SRM'
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
         super().__init__(channels, norm_cfg, groups=channels)
@@ -107,7 +123,16 @@ class SRMAttention(GaussianChannelAttention):
 
 class SEAttention(ChannelReweighting):
     """Squeeze-and-excitation (Hu et al. 2018): GAP -> FC(C/r) -> ReLU -> FC(C) -> sigmoid.
-    Nothing to fold: the deploy form is the layer itself."""
+    Nothing to fold: the deploy form is the layer itself.
+
+    Args:
+        channels (int): channels of the input.
+        norm_cfg (dict): unused (SE has no norm); accepted for the attention-branch interface.
+        reduction (int): hidden width ``channels // reduction``. Defaults to 16.
+        min_channels (int): the smallest hidden width. Defaults to 8.
+    """
+
+    label = 'SE'
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), reduction: int = 16,
                  min_channels: int = 8):
@@ -124,17 +149,32 @@ class SEAttention(ChannelReweighting):
 
 
 
-# name -> class, for PartialNet(channel_attention=...)
+# name -> class, for PartialNet(channel_attention=...): the one list of channel attentions
+# (in the paper's table-12 order). Each class says what it is called in tables (``label``)
+# and whether DPConv can learn a PAT_ch split with it (``dpconv_exact``).
 CHANNEL_ATTENTIONS = {
-    'gaussian': GaussianChannelAttention,
-    'se': SEAttention,
     'srm': SRMAttention,
+    'se': SEAttention,
+    'gaussian': GaussianChannelAttention,
     'eca': ECA,
 }
 
 
+def channel_attention_class(name: str) -> type:
+    """The channel attention called ``name`` in :data:`CHANNEL_ATTENTIONS`."""
+    if name not in CHANNEL_ATTENTIONS:
+        raise KeyError(f'unknown channel_attention {name!r}; choose one of '
+                       f'{sorted(CHANNEL_ATTENTIONS)}')
+    return CHANNEL_ATTENTIONS[name]
+
+
 class SpatialAttentionGate(nn.Module):
-    """PAT_sp's attention half: ``BN(x * Hardsigmoid(conv1x1(x)))`` with a 1-channel map."""
+    """PAT_sp's attention half: ``BN(x * Hardsigmoid(conv1x1(x)))`` with a 1-channel map.
+
+    Args:
+        channels (int): channels of the gated half.
+        norm_cfg (dict): the closing BN. Defaults to ``dict(type='BN')``.
+    """
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
         super().__init__()
@@ -194,24 +234,17 @@ def irpe_bucket(dist: torch.Tensor, alpha: float, beta: int, gamma: float) -> to
     return (torch.where(d <= alpha, d, far) + beta).long()
 
 
-def irpe_euclidean_buckets(height: int, width: int, alpha: float, beta: int, gamma: float,
-                           device=None) -> torch.Tensor:
-    """Bucket of every (query, key) pair on an H x W grid, (H*W, H*W): the reference form
-    of what :class:`ImageRelativePositionBias` computes from relative offsets."""
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=torch.float64, device=device),
-                                torch.arange(width, dtype=torch.float64, device=device),
-                                indexing='ij')
-    rows, cols = rows.reshape(-1), cols.reshape(-1)
-    dist = ((rows[:, None] - rows[None, :]) ** 2 + (cols[:, None] - cols[None, :]) ** 2).sqrt()
-    return irpe_bucket(dist, alpha, beta, gamma)
-
-
 class ImageRelativePositionBias(nn.Module):
     """iRPE (Wu et al. ICCV 2021) in bias mode on keys: a learned scalar per head and bucket.
 
     Works for any H x W and keeps nothing per input size: each call looks up the bucket
     of every relative offset (a fixed table over offsets up to the distance where the
     buckets saturate) and spreads those (2H - 1) x (2W - 1) biases over the query-key pairs.
+
+    Args:
+        num_heads (int): one learned bias table per head.
+        alpha, beta, gamma (float): iRPE's euclidean bucketing (exact up to ``alpha``,
+            logarithmic up to ``gamma``, ``2 beta + 1`` buckets). Defaults to 20, 40, 160.
     """
 
     def __init__(self, num_heads: int, alpha: float = 20, beta: int = 40, gamma: float = 160):
@@ -247,7 +280,15 @@ class ImageRelativePositionBias(nn.Module):
 
 
 class RelPosSelfAttention(nn.Module):
-    """Multi-head self-attention over all H x W positions of an NCHW map, with iRPE on keys."""
+    """Multi-head self-attention over all H x W positions of an NCHW map, with iRPE on keys.
+
+    Args:
+        channels (int): channels (divisible by ``num_heads``).
+        num_heads (int): heads. Defaults to 4.
+        attn_drop (float): dropout on the attention weights. Defaults to 0.1.
+        proj_drop (float): dropout after the output projection. Defaults to 0.1.
+        rpe_alpha (float): iRPE's alpha (beta = 2 alpha, gamma = 8 alpha). Defaults to 20.
+    """
 
     def __init__(self, channels: int, num_heads: int = 4, attn_drop: float = 0.1,
                  proj_drop: float = 0.1, rpe_alpha: float = 20):
@@ -287,6 +328,12 @@ class DeployRelPosSelfAttention(nn.Module):
     folded into ``qkv`` (which gains a bias); attention is PyTorch's fused kernel with the
     iRPE bias built per call in the activations' dtype. Dropout is gone (inference only).
     Returns the tokens as a channels_last view of the NCHW map.
+
+    Args:
+        channels (int): channels (divisible by ``num_heads``).
+        num_heads (int): heads. Defaults to 4.
+        rpe_alpha (float): iRPE's alpha. Defaults to 20.
+        eps (float): the LayerNorm's epsilon. Defaults to 1e-6.
     """
 
     def __init__(self, channels: int, num_heads: int = 4, rpe_alpha: float = 20,

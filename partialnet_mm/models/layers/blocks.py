@@ -23,6 +23,14 @@ class PartialMLP(nn.Module):
     Deploy form: fc1 with its BN folded in, the activation in place, fc2 with PAT_sp's
     second half (BN then 1x1 conv) folded into its rows, PAT_sp's attention half in place
     on fc2's fresh output.
+
+    Args:
+        channels (int): input and output channels C.
+        mlp_ratio (float): hidden channels ``int(C * mlp_ratio)``. Defaults to 2.0.
+        act_cfg (dict): the activation. Defaults to ``dict(type='ReLU')``.
+        norm_cfg (dict): the BNs. Defaults to ``dict(type='BN')``.
+        with_pat_sp (bool): PAT_sp after fc2. Defaults to True.
+        deploy (bool): build the inference form. Defaults to False.
     """
 
     def __init__(self, channels: int, mlp_ratio: float = 2.0, act_cfg: dict = dict(type='ReLU'),
@@ -79,6 +87,12 @@ class PartialNetBlock(nn.Module):
     """Block v1 (stages 1-3): ``y = x + DropPath(MLP(PAT_ch(x)))``.
 
     Deploy form: no DropPath, and the shortcut added in place into the MLP's fresh output.
+
+    Args:
+        token_mixer (nn.Module): the spatial mixer (:class:`PATChannel`).
+        mlp (PartialMLP): the channel MLP.
+        drop_path (float): stochastic depth of the residual branch. Defaults to 0.
+        deploy (bool): build the inference form. Defaults to False.
     """
 
     def __init__(self, token_mixer: nn.Module, mlp: PartialMLP, drop_path: float = 0.0,
@@ -102,7 +116,10 @@ class PartialNetBlock(nn.Module):
 
 class PartialNetBlockV2(PartialNetBlock):
     """Block v2 (stage 4), the modified shortcut: ``x = x + PAT_sf(x)``;
-    ``y = x + DropPath(MLP(x))``."""
+    ``y = x + DropPath(MLP(x))``.
+
+    Args: as :class:`PartialNetBlock`, with :class:`PATSelfAttention` as the mixer.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.residual(x, self.token_mixer(x))
@@ -119,7 +136,13 @@ class PartialNetBlockV2(PartialNetBlock):
 
 class PartialNetStage(nn.Module):
     """An optional downsampling layer (conv 2x2 s2 + BN; deployed: :class:`PatchConv`)
-    followed by blocks."""
+    followed by blocks.
+
+    Args:
+        blocks (nn.Sequential): the stage's blocks.
+        downsample (nn.Module | None): the merging layer; None for the first stage.
+        with_cp (bool): gradient checkpointing per block while training. Defaults to False.
+    """
 
     def __init__(self, blocks: nn.Sequential, downsample: Optional[nn.Module] = None,
                  with_cp: bool = False):

@@ -33,6 +33,7 @@ class ECA(ChannelReweighting):
         norm_cfg: unused (ECA has no norm); accepted for the attention-branch interface.
     """
     _abbr_ = 'eca'  # mmcv's build_plugin_layer names the layer after this
+    label = 'ECA'
 
     def __init__(self, in_channels: int, kernel_size: Optional[int] = None, gamma: float = 2,
                  b: float = 1, norm_cfg: Optional[dict] = None):

@@ -1,7 +1,9 @@
-"""PATConv: a partial 3x3 conv in parallel with attention on the other channels.
+"""PATConv: a partial 3x3 conv in parallel with attention on the other channels, and the
+paper's three partial-attention blocks.
 
-``PATConv`` is the mechanism; ``PATChannel`` (PAT_ch), ``PATSelfAttention``
-(PAT_sf) and ``PATSpatial`` (PAT_sp) are the paper's three blocks built on it.
+``PATConv`` is the mechanism; ``PATChannel`` (PAT_ch) and ``PATSelfAttention`` (PAT_sf) are
+built on it. ``PATSpatial`` (PAT_sp) splits the channels the same way but has no 3x3 conv:
+spatial attention on one half, BN + 1x1 conv on the other.
 """
 from typing import Callable, Optional, Tuple, Type
 
@@ -16,7 +18,14 @@ from .utils import ChannelAffine, build_norm, check_split
 class PATConv(nn.Module):
     """Split the channels ``[ratio*C, (1-ratio)*C]``; a 3x3 conv (no bias) on the first
     part and ``attn_layer(channels)`` on the second, both reading the same input,
-    concatenated in that order (conv part first)."""
+    concatenated in that order (conv part first).
+
+    Args:
+        channels (int): input and output channels C.
+        attn_layer (callable): builds the attention branch from its channel count.
+        ratio (float): the conv's share of the channels, in (0, 1), leaving both parts at
+            least one channel. Defaults to 0.25.
+    """
 
     def __init__(self, channels: int, attn_layer: Callable[[int], nn.Module],
                  ratio: float = 0.25):
@@ -33,7 +42,13 @@ class PATConv(nn.Module):
 
 
 class ChannelAttentionBranch(nn.Module):
-    """``BN(attention(x))``: the attention part of PAT_ch."""
+    """``BN(attention(x))``: the attention part of PAT_ch.
+
+    Args:
+        channels (int): channels of the attended part.
+        attention (type): a channel attention class of :data:`CHANNEL_ATTENTIONS`.
+        norm_cfg (dict): the closing BN (and the attention's own norm).
+    """
 
     def __init__(self, channels: int, attention: Type[nn.Module], norm_cfg: dict):
         super().__init__()
@@ -49,13 +64,21 @@ class PATChannel(PATConv):
 
     ``deploy=True`` builds the inference form: the attention's deploy form and no closing
     BN, which :meth:`fuse` hands to the block to fold into the MLP's first 1x1 conv.
+
+    Args:
+        channels (int): input and output channels.
+        ratio (float): the 3x3 conv's share of the channels. Defaults to 0.25.
+        attention (type): the channel attention class. Defaults to
+            :class:`GaussianChannelAttention` (the paper's).
+        norm_cfg (dict): the BNs. Defaults to ``dict(type='BN')``.
+        deploy (bool): build the inference form. Defaults to False.
     """
 
     def __init__(self, channels: int, ratio: float = 0.25,
                  attention: Type[nn.Module] = GaussianChannelAttention,
                  norm_cfg: dict = dict(type='BN'), deploy: bool = False):
         if deploy:
-            layer = attention.deployed
+            layer = attention.deploy_form
         else:
             def layer(c):
                 return ChannelAttentionBranch(c, attention, norm_cfg)
@@ -74,7 +97,12 @@ class PATChannel(PATConv):
 
 
 class SelfAttentionBranch(nn.Module):
-    """``MHSA(LayerNorm(x))`` with iRPE: the attention part of PAT_sf."""
+    """``MHSA(LayerNorm(x))`` with iRPE: the attention part of PAT_sf.
+
+    Args:
+        channels (int): channels of the attended part (divisible by ``num_heads``).
+        num_heads, attn_drop, proj_drop, rpe_alpha: as :class:`RelPosSelfAttention`.
+    """
 
     def __init__(self, channels: int, num_heads: int = 4, attn_drop: float = 0.1,
                  proj_drop: float = 0.1, rpe_alpha: float = 20):
@@ -100,7 +128,15 @@ class SelfAttentionBranch(nn.Module):
 
 
 class PATSelfAttention(PATConv):
-    """PAT_sf: partial 3x3 conv + global multi-head self-attention with iRPE."""
+    """PAT_sf: partial 3x3 conv + global multi-head self-attention with iRPE.
+
+    Args:
+        channels (int): input and output channels.
+        ratio (float): the 3x3 conv's share of the channels. Defaults to 0.25.
+        num_heads, attn_drop, proj_drop, rpe_alpha: as :class:`SelfAttentionBranch`.
+        deploy (bool): build the inference form (LayerNorm's affine folded into ``qkv``,
+            fused attention kernel, no dropout). Defaults to False.
+    """
 
     def __init__(self, channels: int, ratio: float = 0.25, num_heads: int = 4,
                  attn_drop: float = 0.1, proj_drop: float = 0.1, rpe_alpha: float = 20,
@@ -131,6 +167,10 @@ class PATSpatial(nn.Module):
 
     The second half is linear, so it folds into a preceding 1x1 conv: see
     :meth:`PartialMLP.fuse`.
+
+    Args:
+        channels (int): input and output channels (at least 2).
+        norm_cfg (dict): the two BNs. Defaults to ``dict(type='BN')``.
     """
 
     def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):

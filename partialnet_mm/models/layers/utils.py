@@ -82,7 +82,15 @@ def inplace_act(act: nn.Module) -> nn.Module:
 class ChannelReweighting(nn.Module):
     """A channel attention: ``x * weights(x)`` with (B, C, 1, 1) weights. With nothing to
     fold, its deploy form (as ``deploy=True`` builds it, and as ``fuse()`` returns it) is
-    the layer itself."""
+    the layer itself.
+
+    Class attributes: ``label``, its name in tables; ``dpconv_exact``, whether its output on
+    the kept channels is unchanged when the other input channels are zeroed (then DPConv can
+    learn a PAT_ch split with it).
+    """
+
+    label = ''
+    dpconv_exact = False
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -91,7 +99,8 @@ class ChannelReweighting(nn.Module):
         return x * self.weights(x)
 
     @classmethod
-    def deployed(cls, channels: int) -> nn.Module:
+    def deploy_form(cls, channels: int) -> nn.Module:
+        """An empty deploy form, as ``PartialNet(deploy=True)`` builds it."""
         return cls(channels)
 
     def fuse(self) -> nn.Module:

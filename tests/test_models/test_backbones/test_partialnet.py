@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from partialnet_mm.benchmark import randomize_norms
+from partialnet_mm.deploy import randomize_norms
 from partialnet_mm.models import PartialNet, PartialNetClassifier
 
 from helpers import TINY
@@ -223,17 +223,36 @@ def test_parameter_table(arch):
 
 
 def test_with_pat_sp_off_removes_it():
-    on = sum(p.numel() for p in PartialNetClassifier('t0').parameters())
+    model = PartialNetClassifier('t0')
+    on = sum(p.numel() for p in model.parameters())
     off = sum(p.numel() for p in PartialNetClassifier('t0', with_pat_sp=False).parameters())
     # per block: conv C/2 x C/2 + 1x1 gate C/2 + two BNs of C/2 (2 params each)
-    dims = [32] * 1 + [64] * 2 + [128] * 8 + [256] * 2
+    embed, depths = PartialNet.arch_zoo['t0']['embed_dims'], PartialNet.arch_zoo['t0']['depths']
+    dims = [embed * 2 ** i for i, d in enumerate(depths) for _ in range(d)]
+    assert model.backbone.channels == [embed * 2 ** i for i in range(4)]
     assert on - off == sum((c // 2) ** 2 + c // 2 + 4 * (c // 2) for c in dims)
 
 
 def test_channel_attention_choice():
-    for name in ('gaussian', 'se', 'srm'):
+    from partialnet_mm.models import CHANNEL_ATTENTIONS
+    for name, attention in CHANNEL_ATTENTIONS.items():
         model = PartialNet(TINY, channel_attention=name).eval()
         assert model(torch.randn(1, 3, 64, 64))[0].shape == (1, 16, 16, 16)
+        assert all(isinstance(block.token_mixer.attn.attention, attention)
+                   for stage in model.stages[:3] for block in stage.blocks)
+    with pytest.raises(KeyError, match="unknown channel_attention 'cbam'"):
+        PartialNet(TINY, channel_attention='cbam')
+
+
+def test_dpconv_takes_exactly_the_attentions_that_say_so():
+    from partialnet_mm.models import CHANNEL_ATTENTIONS
+    for name, attention in CHANNEL_ATTENTIONS.items():
+        if attention.dpconv_exact:
+            PartialNet(TINY, channel_attention=name, dpconv=dict())
+        else:
+            with pytest.raises(ValueError, match=f'DPConv cannot learn .* {attention.__name__}'):
+                PartialNet(TINY, channel_attention=name, dpconv=dict())
+    assert [n for n, a in CHANNEL_ATTENTIONS.items() if a.dpconv_exact] == ['srm', 'gaussian']
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -18,6 +18,8 @@ from typing import Dict, Mapping, Tuple
 
 import torch
 
+from ..checkpoint import format_keys
+
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
 
 # (authors' key pattern inside a block, our key inside a block)
@@ -95,8 +97,7 @@ def convert_authors_state_dict(state_dict: Mapping[str, torch.Tensor]
             value = value.flatten(1)
         converted[new] = value
     if unknown:
-        shown = ', '.join(unknown[:8]) + (f' ... ({len(unknown)} in all)' if len(unknown) > 8 else '')
-        raise KeyError(f'keys not in the authors\' PartialNet layout: {shown}')
+        raise KeyError(f'keys not in the authors\' PartialNet layout: {format_keys(unknown, 8)}')
     if 'backbone.patch_embed.conv.weight' not in converted:
         raise KeyError('not an authors\' PartialNet checkpoint: patch_embed.proj.weight is missing')
     depths = []

@@ -7,7 +7,7 @@ import cv2
 import pytest
 
 from helpers import run
-from partialnet_mm.apis.pictures import plot_training_curves, read_scalars
+from partialnet_mm.toolkit.pictures import plot_training_curves, read_scalars
 
 
 def _scalars(path, epochs=3, iters=4):

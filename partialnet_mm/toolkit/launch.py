@@ -15,16 +15,15 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from ..registration import check_scope
+
 TOOLS = ('train', 'test')
-FRAMEWORKS = ('mmdet', 'mmpretrain', 'mmseg')
 
 
 def framework_tool(scope: str, kind: str) -> Path:
     if kind not in TOOLS:
         raise ValueError(f'unknown tool {kind!r}; choose one of {TOOLS}')
-    if scope not in FRAMEWORKS:
-        raise ValueError(f"config default_scope is {scope!r}: partialnet_mm's tools run "
-                         f"mmdet, mmpretrain or mmseg configs (default_scope one of {FRAMEWORKS})")
+    check_scope(scope)
     spec = importlib.util.find_spec(scope)
     if spec is None or spec.origin is None:
         raise ImportError(f'{scope} is not installed (see tools/setup_env.sh)')
@@ -89,7 +88,7 @@ def _cpu_distributed(argv: List[str]) -> List[str]:
                                    'model_wrapper_cfg.broadcast_buffers=False'])
 
 
-def load_config(config: str, argv: List[str]):
+def config_with_options(config: str, argv: List[str]):
     """The config as the tool will see it: the file plus its --cfg-options."""
     import argparse
 
@@ -111,7 +110,7 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
     import partialnet_mm  # noqa: F401  registration + checkpoint-loading fix
     from partialnet_mm.datasets.preflight import DataConfigError, check_data
 
-    cfg = load_config(config, argv)
+    cfg = config_with_options(config, argv)
     try:
         check_data(cfg, ['test_dataloader'] if kind == 'test' else
                    ['train_dataloader', 'val_dataloader'])

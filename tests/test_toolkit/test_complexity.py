@@ -36,7 +36,7 @@ class _Attention(nn.Module):
 def test_flop_count_sees_fused_attention():
     """The deployed PAT_sf runs scaled_dot_product_attention, which mmengine's counter
     has no handle for: ours counts it as the two matmuls of the explicit form."""
-    from partialnet_mm.apis.complexity import count_flops
+    from partialnet_mm.toolkit.complexity import count_flops
 
     expected = 64 * 3 * 8 + 2 * (2 * 64 * 64 * 4)
     assert count_flops(_Attention(fused=False), 8) == expected
@@ -44,9 +44,12 @@ def test_flop_count_sees_fused_attention():
 
 
 def test_attention_table_layout():
-    from partialnet_mm.apis.complexity import attention_table
-    rows = {r['attention']: r for r in attention_table('t0', input_size=64)}
-    assert set(rows) == {'srm', 'se', 'gaussian', 'eca'}
+    from partialnet_mm.models import CHANNEL_ATTENTIONS
+    from partialnet_mm.toolkit.complexity import attention_table
+    table = attention_table('t0', input_size=64)
+    rows = {r['attention']: r for r in table}
+    assert list(rows) == list(CHANNEL_ATTENTIONS)  # one row per attention, in the list's order
+    assert all(r['label'] == CHANNEL_ATTENTIONS[r['attention']].label != '' for r in table)
     assert rows['gaussian']['paper_top1'] == 80.2 and rows['eca']['paper_top1'] is None
     # ECA is the lightest branch, the dense Gaussian conv the heaviest
     assert rows['eca']['params'] < rows['srm']['params'] < rows['gaussian']['params']

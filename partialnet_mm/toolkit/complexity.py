@@ -9,7 +9,7 @@ from typing import Dict, List
 
 import torch
 
-from ..models import PartialNetClassifier
+from ..models import CHANNEL_ATTENTIONS, PartialNetClassifier
 
 # The paper's variant table (appendix) and the authors' code (github haiduo/PartialNet)
 # measured with PAT_sp on.
@@ -84,16 +84,18 @@ def measure(arch: str, input_size: int = 224, **model_kwargs) -> Dict[str, float
                 flops_deploy=flops_deploy / 1e9)
 
 
-# Paper table 12: PartialNet-T2 top-1 with each partial attention branch.
-PAPER_T2_ATTENTION_TOP1 = {'srm': 79.6, 'se': 79.8, 'gaussian': 80.2, 'eca': None}
+# Paper table 12: PartialNet-T2 top-1 with the partial attention branches it tried.
+PAPER_T2_ATTENTION_TOP1 = {'srm': 79.6, 'se': 79.8, 'gaussian': 80.2}
 
 
 def attention_table(arch: str = 't2', input_size: int = 224) -> List[Dict[str, float]]:
     """Params (M) and FLOPs (G, training and deployed graph) of a PartialNet classifier
-    with each PAT_ch attention branch (the paper's table 12 layout)."""
-    return [dict(attention=name, **measure(arch, input_size, channel_attention=name),
-                 paper_top1=PAPER_T2_ATTENTION_TOP1[name])
-            for name in ('srm', 'se', 'gaussian', 'eca')]
+    with each PAT_ch attention branch of :data:`CHANNEL_ATTENTIONS` (the paper's table 12
+    layout; ``paper_top1`` is None for a branch the paper did not try)."""
+    return [dict(attention=name, label=attention.label,
+                 **measure(arch, input_size, channel_attention=name),
+                 paper_top1=PAPER_T2_ATTENTION_TOP1.get(name))
+            for name, attention in CHANNEL_ATTENTIONS.items()]
 
 
 def fidelity_table(archs=tuple(PAPER), input_size: int = 224) -> List[Dict[str, float]]:
@@ -136,15 +138,11 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
     those of the training graph; with ``deploy`` the FLOPs are counted after the
     backbone's ``switch_to_deploy()`` (the paper's convention for classification).
     """
-    import copy
-
     from mmengine.structures import InstanceData
 
-    from .reparameterize import build_model
+    from ..registration import build_model
 
-    cfg = copy.deepcopy(cfg)
-    cfg.model.backbone.pop('init_cfg', None)  # no weights needed to count
-    model = build_model(cfg).eval()
+    model = build_model(cfg, backbone_weights=False).eval()
     params = sum(p.numel() for p in model.parameters())
     if deploy:
         model.backbone.switch_to_deploy()

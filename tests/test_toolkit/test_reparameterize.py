@@ -18,6 +18,21 @@ def _test_metrics(log: str, pattern: str) -> dict:
     return dict(re.findall(pattern, lines[-1]))
 
 
+def _fuse_and_test_both(config, trained, fused, work, options, pattern):
+    """reparameterize ``trained`` into ``fused``, then the metrics of ``tools/test.py`` on
+    both (``options``: --cfg-options of both runs; the fused one adds deploy=True)."""
+    code, log = run([sys.executable, 'tools/reparameterize_model.py', config, trained, fused])
+    assert code == 0 and 'model.backbone.deploy=True' in log, log[-3000:]
+    results = []
+    for ckpt, extra in ((trained, []), (fused, ['model.backbone.deploy=True'])):
+        options_ = ['--cfg-options', *options, *extra] if options or extra else []
+        code, log = run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir', work,
+                          *options_])
+        assert code == 0, log[-3000:]
+        results.append(_test_metrics(log, pattern))
+    return results
+
+
 @pytest.mark.slow
 def test_reparameterize_then_test_tool_same_top1_digits(tmp_path):
     config = osp.join(REPO, 'configs', 'demo', 'partialnet-t0_digits.py')
@@ -28,15 +43,8 @@ def test_reparameterize_then_test_tool_same_top1_digits(tmp_path):
                       'default_hooks.checkpoint.interval=2'])
     assert code == 0, log[-3000:]
     trained, fused = osp.join(work, 'epoch_2.pth'), osp.join(work, 'fused', 'epoch_2.pth')
-    code, log = run([sys.executable, 'tools/reparameterize_model.py', config, trained, fused])
-    assert code == 0 and 'model.backbone.deploy=True' in log, log[-3000:]
+    results = _fuse_and_test_both(config, trained, fused, work, [], r'(accuracy/top1): ([0-9.]+)')
     assert read_checkpoint(fused)[0]['meta']['epoch'] == 2  # meta kept
-    results = []
-    for ckpt, options in ((trained, []), (fused, ['--cfg-options', 'model.backbone.deploy=True'])):
-        code, log = run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir', work,
-                          *options])
-        assert code == 0, log[-3000:]
-        results.append(_test_metrics(log, r'(accuracy/top1): ([0-9.]+)'))
     assert results[0] == results[1]
     assert float(results[0]['accuracy/top1']) > 50  # a trained model, so equality means much
     code, log = run([sys.executable, 'tools/reparameterize_model.py', config, fused,
@@ -61,13 +69,30 @@ def test_reparameterize_then_test_tool_same_coco_ap(tmp_path):
                       'default_hooks.checkpoint.interval=6', *opts])
     assert code == 0, log[-3000:]
     trained, fused = osp.join(work, 'epoch_6.pth'), osp.join(work, 'epoch_6_fused.pth')
-    code, log = run([sys.executable, 'tools/reparameterize_model.py', config, trained, fused])
-    assert code == 0, log[-3000:]
-    results = []
-    for ckpt, extra in ((trained, []), (fused, ['model.backbone.deploy=True'])):
-        code, log = run([sys.executable, 'tools/test.py', config, ckpt, '--work-dir', work,
-                          '--cfg-options', *opts, *extra])
-        assert code == 0, log[-3000:]
-        results.append(_test_metrics(log, r'(coco/\w+): (-?[0-9.]+)'))
+    results = _fuse_and_test_both(config, trained, fused, work, opts, r'(coco/\w+): (-?[0-9.]+)')
     assert len(results[0]) == 12 and results[0] == results[1]
     assert float(results[0]['coco/bbox_mAP']) > 0.05 and float(results[0]['coco/segm_mAP']) > 0.05
+
+
+@pytest.mark.slow
+def test_reparameterize_then_test_tool_same_miou_segmentor(tmp_path):
+    """Semantic FPN (mmseg): fuse a trained checkpoint, test it with deploy=True, same mIoU."""
+    from partialnet_mm.datasets.synthetic_seg import make_synthetic_seg
+
+    root = str(tmp_path / 'seg') + '/'
+    make_synthetic_seg(root, num_train=16, num_val=4, size=64)
+    opts = [f'{loader}.dataset.data_root={root}' for loader in
+            ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    opts += [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader')
+             for key in ('num_workers=0', 'persistent_workers=False')]
+    config = osp.join(REPO, 'configs', 'demo', 'fpn_partialnet-t0_synthetic-seg.py')
+    work = str(tmp_path / 'work')
+    code, log = run([sys.executable, 'tools/train.py', config, '--work-dir', work,
+                      '--cfg-options', 'train_cfg.max_iters=30', 'train_cfg.val_interval=31',
+                      'default_hooks.checkpoint.interval=30', *opts])
+    assert code == 0, log[-3000:]
+    trained, fused = osp.join(work, 'iter_30.pth'), osp.join(work, 'iter_30_fused.pth')
+    results = _fuse_and_test_both(config, trained, fused, work, opts,
+                                  r'(aAcc|mIoU|mAcc): ([0-9.]+)')
+    assert set(results[0]) == {'aAcc', 'mIoU', 'mAcc'} and results[0] == results[1]
+    assert float(results[0]['mIoU']) > 0

@@ -1,0 +1,73 @@
+"""The roles of a benchmark table, written once: PartialNet's two graphs and the peers it is
+timed against, each with how it is built, how its row is recognised in older JSON files, and
+how the speed plot draws it. Adding a peer is one entry of :data:`ROLES`."""
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch.nn as nn
+
+UNFUSED, FUSED = 'unfused', 'fused'  # ratios are the fused row's against the others
+
+FASTERNET = {'t0': 'fasternet_t0', 't1': 'fasternet_t1', 't2': 'fasternet_t2',
+             's': 'fasternet_s', 'm': 'fasternet_m', 'l': 'fasternet_l'}
+
+
+def fasternet(arch: str) -> Optional[Tuple[str, nn.Module]]:
+    """timm's FasterNet of the same size, when timm is installed."""
+    try:
+        import timm
+    except ImportError:
+        return None
+    if arch not in FASTERNET:
+        return None
+    return f'FasterNet-{arch.upper()} (timm)', timm.create_model(FASTERNET[arch])
+
+
+def resnet50(arch: str) -> Optional[Tuple[str, nn.Module]]:
+    """torchvision's ResNet-50 (timm's without torchvision), whatever the variant."""
+    try:
+        from torchvision.models import resnet50 as build
+        return 'ResNet-50 (torchvision)', build()
+    except ImportError:
+        pass
+    try:
+        import timm
+    except ImportError:
+        return None
+    return 'ResNet-50 (timm)', timm.create_model('resnet50')
+
+
+@dataclass(frozen=True)
+class Role:
+    """One row of a classifier table."""
+    name: str
+    legend: str            # in the plot
+    colour: str
+    marker: str
+    line: str              # matplotlib line style; '' draws points only
+    named: Callable[[str], bool]   # recognises the row's model name (JSON without roles)
+    build: Optional[Callable[[str], Optional[Tuple[str, nn.Module]]]] = None  # peers only
+    one_size: bool = False  # the same model whatever the variant: plotted as one point
+
+
+ROLES: Dict[str, Role] = {r.name: r for r in (
+    Role(FUSED, 'PartialNet (deployed)', 'tab:blue', 'o', '-',
+         lambda name: name.endswith(' fused')),
+    Role(UNFUSED, 'PartialNet (training graph)', 'tab:blue', 'o', ':',
+         lambda name: name.endswith(' unfused')),
+    Role('fasternet', 'FasterNet (timm)', 'tab:orange', 's', '-',
+         lambda name: name.startswith('FasterNet'), fasternet),
+    Role('resnet50', 'ResNet-50 (torchvision)', 'tab:gray', '*', '',
+         lambda name: name.startswith('ResNet-50'), resnet50, one_size=True),
+)}
+
+
+def classifier_peers(arch: Optional[str]) -> Dict[str, tuple]:
+    """By role, ``(display name, model)`` of every peer of :data:`ROLES` that can be built
+    here for the variant ``arch``."""
+    peers = {}
+    for role in ROLES.values():
+        built = role.build(arch) if role.build is not None else None
+        if built is not None:
+            peers[role.name] = built
+    return peers
