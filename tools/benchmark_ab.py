@@ -15,11 +15,12 @@ calls made side by side (median and interquartile range): the A/A row is the noi
 """
 import argparse
 import copy
-import importlib.util
+import importlib
 import json
 import os.path as osp
 import statistics
 import sys
+import types
 
 import torch
 
@@ -30,16 +31,19 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def load_package(root: str, alias: str):
-    """The ``partialnet_mm.models`` package of another checkout, imported as ``alias``."""
-    path = osp.join(root, 'partialnet_mm', 'models')
-    if not osp.isfile(osp.join(path, '__init__.py')):
+    """The ``partialnet_mm.models`` package of another checkout, imported as
+    ``alias + '.models'``: the checkout's ``partialnet_mm`` folder becomes the package
+    ``alias`` without running its ``__init__`` (which would register the old classes into
+    the frameworks' registries), so the models' relative imports resolve inside that
+    checkout."""
+    path = osp.join(root, 'partialnet_mm')
+    if not osp.isfile(osp.join(path, 'models', '__init__.py')):
         raise SystemExit(f'--old: no partialnet_mm/models package under {root}')
-    spec = importlib.util.spec_from_file_location(alias, osp.join(path, '__init__.py'),
-                                                  submodule_search_locations=[path])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[alias] = module
-    spec.loader.exec_module(module)
-    return module
+    package = types.ModuleType(alias)
+    package.__path__ = [path]
+    package.__package__ = alias
+    sys.modules[alias] = package
+    return importlib.import_module(f'{alias}.models')
 
 
 def quartiles(values):
@@ -126,7 +130,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.variants and not args.det:
         p.error('name variants and/or --det CONFIG')
-    old_pkg = load_package(osp.abspath(args.old), 'partialnet_old_models')
+    old_pkg = load_package(osp.abspath(args.old), 'partialnet_old')
     print('| model | old fused (ms) | new fused (ms) | new / old (IQR) | '
           'A/A: new copy / new (IQR) |')
     print('|---|---|---|---|---|')
