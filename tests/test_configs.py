@@ -25,8 +25,6 @@ CLS = {'t0': (512, 0.004, 0.005, 0.0, None, 0.05, None),
        'l': (256, 0.002, 0.05, 0.3, 7, 0.7, 0.01)}
 
 
-
-
 def test_every_config_is_listed():
     names = {osp.relpath(c, osp.join(REPO, 'configs')) for c in CONFIGS}
     for v in DET:
@@ -43,7 +41,9 @@ def test_config_loads_and_builds(path):
     model_cfg.backbone.pop('init_cfg', None)
     assert cfg.default_scope in FRAMEWORKS
     model = mm_build(cfg.default_scope, model_cfg)
-    expected = 'ResNet' if osp.basename(path).startswith(('mask_rcnn_eca', 'eca-')) else 'PartialNet'
+    name = osp.basename(path)
+    expected = 'ResNet' if name.startswith(('mask_rcnn_eca', 'eca-')) else \
+        'TIMMBackbone' if name.startswith('fasternet') else 'PartialNet'
     assert type(model.backbone).__name__ == expected
 
 

@@ -8,6 +8,7 @@ import argparse
 
 from partialnet_mm.toolkit.complexity import attention_table
 
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='t2')

@@ -7,13 +7,22 @@
     python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
     python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py   # vs the R50 config
     python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
+    python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino  # deployment runtimes
+    python tools/benchmark.py s --runtime onnxruntime --backbone --dynamic  # 800x1216 backbone
 
 The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
 into the MLP, one-pass statistics, fused attention) must match the unfused one to
 1e-4 (fp32 max abs difference) or no speed is reported (exit code 3). Measured in one
 run: CPU latency (1 thread, batch 1, median after warm-up), CPU throughput (all
 threads), GPU throughput (batch 256, AMP) when CUDA is available; peers are timm's
-FasterNet of the same size (when timm is installed) and ResNet-50.
+FasterNet of the same size (when timm is installed) and ResNet-50. Each row also counts the
+model's operations per forward (top-level ATen operators, torch.profiler).
+
+``--runtime``: the fused PartialNet, FasterNet and ResNet-50 exported to ONNX the same way
+(``--exporter``, fixed input size or ``--dynamic``), each export checked against PyTorch,
+then timed in PyTorch eager, ONNX Runtime and OpenVINO interleaved: 1 thread batch 1 and all
+threads batch ``--cpu-batch``; ``--backbone`` times the four-stage feature extractors at
+800x1216 (``--det-shape``) instead of the classifiers at 224x224.
 """
 import argparse
 import json
@@ -21,6 +30,9 @@ import sys
 
 from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
                                      classifier_from_config, format_result)
+from partialnet_mm.benchmark.report import format_runtimes
+from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
+                                              parse_runtimes)
 from partialnet_mm.deploy import FusionMismatch
 
 
@@ -51,6 +63,15 @@ def parse_args(argv=None):
     p.add_argument('--compile', action='store_true', help='torch.compile every model')
     p.add_argument('--cuda-graph', action='store_true',
                    help='GPU: replay every model as a captured CUDA graph (no launch cost)')
+    p.add_argument('--runtime', metavar='NAMES',
+                   help='time the deployment runtimes instead: a comma-separated list of '
+                        'torch, onnxruntime, openvino')
+    p.add_argument('--backbone', action='store_true',
+                   help='--runtime: the detection backbones at --det-shape (800x1216)')
+    p.add_argument('--dynamic', action='store_true',
+                   help='--runtime: export for any input size (default: for the timed size)')
+    p.add_argument('--exporter', choices=['dynamo', 'torchscript'], default='dynamo',
+                   help='--runtime: torch.onnx.export(dynamo=True) or the TorchScript exporter')
     p.add_argument('--smoke', action='store_true',
                    help='tiny sizes and few iterations: checks that it runs, not speed')
     p.add_argument('--json', metavar='FILE', help='write the numbers as JSON')
@@ -77,13 +98,18 @@ def main(argv=None):
             return 2
         return 0
     if args.smoke:
-        args.input_size, args.runs, args.warmup, args.rounds = 64, 2, 1, 1
+        # runtimes at 96: OpenVINO 2026.4's CPU attention on a fixed-size 2x2 map (64 px) is
+        # wrong (the check refuses it); dynamic-size exports and 3x3 maps are right
+        args.input_size = 96 if args.runtime else 64
+        args.runs, args.warmup, args.rounds = 2, 1, 1
         args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
         args.det_shape = (256, 320)
     if args.det and args.no_cpu:
         print('error: --no-cpu is for classifiers; detection mode always times the CPU',
               file=sys.stderr)
         return 2
+    if args.runtime:
+        return run_runtimes(args)
     try:
         if args.det:
             result = benchmark_detector(
@@ -110,14 +136,40 @@ def main(argv=None):
     except ValueError as e:
         print(f'error: {e}', file=sys.stderr)
         return 2
+    return report(result, args, format_result)
+
+
+def report(result: dict, args, formatter) -> int:
+    """Print the table; write the JSON when asked."""
     if args.smoke:
         result['settings']['smoke'] = True
-    print(format_result(result))
+    print(formatter(result))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2)
         print(f'wrote {args.json}')
     return 0
+
+
+def run_runtimes(args) -> int:
+    if args.model.endswith('.py') or args.det:
+        print('error: --runtime takes a variant (t0 t1 t2 s m l)', file=sys.stderr)
+        return 2
+    height, width = args.det_shape if args.backbone else (args.input_size, args.input_size)
+    settings = RuntimeSettings(
+        height=height, width=width, latency_runs=args.runs, throughput_batch=args.cpu_batch,
+        throughput_runs=args.cpu_runs, warmup=args.warmup, rounds=args.rounds,
+        dynamic=args.dynamic, dynamo=args.exporter == 'dynamo')
+    try:
+        result = benchmark_runtimes(args.model, parse_runtimes(args.runtime), settings,
+                                    backbone=args.backbone)
+    except (FusionMismatch, ExportMismatch) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    except (ValueError, KeyError) as e:
+        print(f'error: {e.args[0] if isinstance(e, KeyError) else e}', file=sys.stderr)
+        return 2
+    return report(result, args, format_runtimes)
 
 
 if __name__ == '__main__':

@@ -12,9 +12,9 @@ is built and loaded strictly before anything is written.
 import argparse
 import sys
 
-from partialnet_mm.toolkit.convert import convert_authors_state_dict
 from partialnet_mm.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from partialnet_mm.models import PartialNet, PartialNetClassifier
+from partialnet_mm.toolkit.convert import convert_authors_state_dict
 
 
 def arch_of(info):

@@ -19,8 +19,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import partialnet_mm  # noqa: F401
-from partialnet_mm.toolkit.pictures import draw_predictions, plot_training_curves, predict
 from partialnet_mm.datasets.synthetic_coco import make_synthetic_coco
+from partialnet_mm.toolkit.pictures import draw_predictions, plot_training_curves, predict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask_rcnn_partialnet_t0_synthetic.py')

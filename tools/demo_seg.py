@@ -25,9 +25,9 @@ def untrained_checkpoint(config: str, out: str, seed: int) -> str:
     import torch
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
 
     import partialnet_mm  # noqa: F401
-    from mmseg.registry import MODELS
     from partialnet_mm.checkpoint import write_checkpoint
     torch.manual_seed(seed)
     cfg = Config.fromfile(config)

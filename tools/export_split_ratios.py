@@ -15,7 +15,6 @@ import json
 import os
 import sys
 
-
 from partialnet_mm.checkpoint import read_checkpoint, write_checkpoint
 from partialnet_mm.dpconv.export import learned_split, short_layer_name, write_ratio_config
 

@@ -22,6 +22,7 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> 
 
 # the columns a benchmark row may have: key, title, format
 COLUMNS = (('params_m', 'params (M)', '.2f'),
+           ('ops_per_forward', 'ops / forward', 'd'),
            ('cpu_latency_ms', 'CPU latency (ms, 1 thread, batch 1)', '.2f'),
            ('cpu_images_per_s', 'CPU images/s ({cpu_throughput})', '.3g'),
            ('gpu_images_per_s', 'GPU images/s ({gpu_throughput})', '.0f'))
@@ -52,4 +53,24 @@ def format_result(result: dict) -> str:
     env = result['env']
     lines.append(f'torch {env["torch"]}, {env["cpu"]} ({env["cpu_count"]} CPUs)'
                  + (f', {env["gpu"]}' if 'gpu' in env else ', no GPU'))
+    return '\n'.join(lines)
+
+
+def format_runtimes(result: dict) -> str:
+    """A runtime table (``benchmark_runtimes``): one row per runtime and model, the checks,
+    the fused model's latency ratios per runtime, and the machine."""
+    s = result['settings']
+    size = f"{s['height']}x{s['width']}"
+    table = markdown_table(
+        ['runtime', 'model', f'CPU latency (ms, 1 thread, batch 1, {size})',
+         f"CPU images/s ({s['throughput_threads']} threads, batch {s['throughput_batch']})"],
+        [[r['runtime'], r['model'], format(r['cpu_latency_ms'], '.2f'),
+          format(r['cpu_images_per_s'], '.3g')] for r in result['rows']])
+    lines = [table, '', f"exporter: {s['exporter']}, {s['input']}; every export checked "
+                        f"against PyTorch (max abs diff "
+                        f"{max(result['export_max_abs_diff'].values(), default=0):.1e})"]
+    lines += [f'{k}: {v:.3f}' for k, v in result['ratios'].items()]
+    env = result['env']
+    lines.append(', '.join(f'{k} {env[k]}' for k in ('torch', 'onnxruntime', 'openvino')
+                           if k in env) + f", {env['cpu']} ({env['cpu_count']} CPUs)")
     return '\n'.join(lines)

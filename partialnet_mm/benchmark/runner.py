@@ -2,8 +2,8 @@
 
 Every figure of one table comes from one process, with the models timed in interleaved
 rounds (:mod:`.timing`). Speed is reported only after the fused model is shown to compute the
-unfused one (:mod:`partialnet_mm.deploy`). Needs torch only; timm adds FasterNet, torchvision ResNet-50,
-mmdet the detection mode.
+unfused one (:mod:`partialnet_mm.deploy`). Needs torch only; timm adds FasterNet, torchvision
+ResNet-50, mmdet the detection mode.
 """
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -17,7 +17,8 @@ from ..models import PartialNet, PartialNetClassifier
 from ..models.classifiers import load_classifier_checkpoint
 from ..registration import build_model
 from .peers import FUSED, UNFUSED, classifier_peers
-from .timing import capture_cuda_graph, cudnn_benchmark, environment, num_threads, time_interleaved
+from .timing import (capture_cuda_graph, count_ops, cudnn_benchmark, environment, num_threads,
+                     time_interleaved)
 
 REFUSAL = 'report its speed'
 
@@ -73,6 +74,12 @@ class BenchmarkRunner:
         self.rows = {role: dict(role=role, model=name,
                                 params_m=sum(p.numel() for p in m.parameters()) / 1e6)
                      for role, (name, m) in models.items()}
+
+    def count_ops(self, inputs: torch.Tensor) -> None:
+        """Each model's operations per forward on ``inputs`` (CPU, eager) into its row."""
+        inputs = inputs.to(memory_format=self.memory_format)
+        for role, model in self.models.items():
+            self.rows[role]['ops_per_forward'] = count_ops(lambda m=model: m(inputs))
 
     def calls(self, make_input: Callable[[str], object], device: str,
               call: Callable[[nn.Module, object], object]) -> Dict[str, Callable[[], object]]:
@@ -175,7 +182,9 @@ def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSe
     def forward(model, x):
         return model(x)
 
-    ratios = {}
+    runner.count_ops(check_input[:1])
+    ops = {role: row['ops_per_forward'] for role, row in runner.rows.items()}
+    ratios = {f'fused_ops_over_{role}': ops[FUSED] / n for role, n in ops.items() if role != FUSED}
     if s.cpu:
         with num_threads(1):
             latency = runner.time('cpu_latency_ms', runner.calls(images(1), 'cpu', forward),

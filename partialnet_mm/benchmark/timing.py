@@ -79,6 +79,22 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, runs: in
             for name, t in record_interleaved(fns, warmup, runs, rounds, sync).items()}
 
 
+def count_ops(fn: Callable[[], object]) -> int:
+    """Operations one call of ``fn`` runs: the top-level ATen operators torch's profiler
+    records (an operator called by another is part of it), after one call to warm up. The
+    count of eager dispatches, each with its fixed cost (a kernel launch on a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        fn()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+
+    def aten(event):
+        return event is not None and event.name.startswith('aten::')
+    return sum(1 for e in prof.events() if aten(e) and not aten(e.cpu_parent))
+
+
 def environment(cuda: bool = False) -> dict:
     cpu = platform.processor() or platform.machine()
     try:

@@ -13,9 +13,10 @@ split that freezes exactly; the order loss pulls the inert gates of an illegal r
 
 Unlike the authors' version, training and evaluation compute the same function for the
 same gate state: the 3x3 conv on the chosen channels and, on the others, PATConv's
-attention branch (:class:`DynamicPATChannel`, :class:`DynamicPATSelfAttention`). Training writes it with 0/1 channel masks so the
-gates get gradients; evaluation may slice. ``freeze()`` / :func:`freeze_state_dict`
-turn a trained layer into the plain module with a fixed split.
+attention branch (:class:`DynamicPATChannel`, :class:`DynamicPATSelfAttention`). Training
+writes it with 0/1 channel masks so the gates get gradients; evaluation may slice.
+``freeze()`` / :func:`freeze_state_dict` turn a trained layer into the plain module with a
+fixed split.
 """
 # The pure-torch parts (the framework parts, ``classifier`` for mmpretrain and ``hook`` for
 # mmengine, are imported by partialnet_mm.registration when their framework is installed).

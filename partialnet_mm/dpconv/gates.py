@@ -123,4 +123,3 @@ class ChannelGates(nn.Module):
 def first_illegal_step(bits: List[int]) -> Optional[int]:
     """Index of the first gate that is on above an off one (a 0-then-1 step), or None."""
     return next((k for k in range(1, len(bits)) if bits[k - 1] == 0 and bits[k] == 1), None)
-

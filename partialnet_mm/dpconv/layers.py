@@ -4,12 +4,11 @@ from typing import Dict, Type
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..models.layers.attention import CHANNEL_ATTENTIONS, GaussianChannelAttention
 from ..models.layers.patconv import (ChannelAttentionBranch, PATChannel, PATSelfAttention,
                                      SelfAttentionBranch)
-from ..models.layers.utils import check_input_channels, check_split
+from ..models.layers.utils import check_input_channels
 from .gates import ChannelGates, power_of_two_part
 
 

@@ -11,5 +11,6 @@ from .layers import *  # noqa: F401,F403
 from .layers import __all__ as _layer_names
 
 __all__ = ['PartialNet', 'PartialNetClassifier', 'PartialNetHead', 'PartialNetPreLogits',
-           'checkpoint_form', 'load_backbone_checkpoint', 'ChannelGates',
-           'DynamicPATChannel', 'DynamicPATConv', 'DynamicPATSelfAttention', 'collect_gates', 'dpconv_losses', 'freeze_state_dict'] + _layer_names
+           'checkpoint_form', 'load_backbone_checkpoint', 'ChannelGates', 'DynamicPATChannel',
+           'DynamicPATConv', 'DynamicPATSelfAttention', 'collect_gates', 'dpconv_losses',
+           'freeze_state_dict'] + _layer_names

@@ -1,10 +1,14 @@
 """ONNX export of the deployed PartialNet classifier or backbone, checked by onnxruntime.
 
-Dynamic batch size and input height / width; the iRPE bias of PAT_sf is computed in the
-graph from the input size. Needs ``onnx``, ``onnxscript`` (torch's exporter) and
-``onnxruntime`` (the check).
+Both of torch's exporters: the dynamo exporter (``dynamo=True``, torch.export underneath)
+and the TorchScript one (``dynamo=False``, what mmdeploy and older deployment scripts
+call). Either with dynamic batch size and input height / width (the iRPE bias of PAT_sf
+is computed in the graph from the input size) or for one fixed input size (the bias is then
+a constant the runtimes fold). One self-contained ``.onnx`` file. Needs ``onnx``,
+``onnxscript`` (the dynamo exporter) and ``onnxruntime`` (the check).
 """
-from typing import Iterable, List, Sequence, Tuple
+import warnings
+from typing import Iterable, List, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,16 +25,28 @@ def output_names(model: nn.Module) -> List[str]:
     return ['logits']
 
 
-def export(model: nn.Module, path: str, input_size: int = 224, opset: int = 20) -> str:
-    """Export an eval-mode (deployed) model with dynamic batch, height and width."""
+def export(model: nn.Module, path: str, input_size: Union[int, Tuple[int, int]] = 224,
+           opset: int = 20, dynamo: bool = True, dynamic: bool = True, batch: int = 2) -> str:
+    """Export an eval-mode (deployed) model to one ``.onnx`` file: with ``dynamic``, any batch
+    size, height and width; else ``(batch, 3, H, W)`` only (``input_size``: H = W, or
+    ``(H, W)``). ``dynamo`` picks torch's exporter (False: the TorchScript one)."""
     model = model.eval()
-    x = torch.randn(2, 3, input_size, input_size)
-    dims = {0: torch.export.Dim('batch', min=1, max=4096),
-            2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+    height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
+    x = torch.randn(batch if dynamic is False else 2, 3, height, width)
+    names = dict(input_names=['input'], output_names=output_names(model))
     with torch.no_grad():
-        torch.onnx.export(model, (x,), path, input_names=['input'],
-                          output_names=output_names(model), dynamo=True, opset_version=opset,
-                          dynamic_shapes={'x': dims}, verbose=False)
+        if dynamo:
+            dims = {0: torch.export.Dim('batch', min=1, max=4096),
+                    2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}
+            torch.onnx.export(model, (x,), path, **names, dynamo=True, opset_version=opset,
+                              dynamic_shapes={'x': dims} if dynamic else None,
+                              external_data=False, verbose=False)
+        else:
+            axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}} if dynamic else None
+            with warnings.catch_warnings():  # "converting a tensor to a Python int" etc.
+                warnings.simplefilter('ignore')
+                torch.onnx.export(model, (x,), path, **names, dynamo=False,
+                                  opset_version=min(opset, 18), dynamic_axes=axes)
     return path
 
 

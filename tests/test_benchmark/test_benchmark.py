@@ -49,6 +49,10 @@ def test_benchmark_tool_smoke(tmp_path):
     assert all(r['cpu_latency_ms'] > 0 and r['cpu_images_per_s'] > 0 for r in result['rows'])
     assert {'fused_speedup_over_unfused', 'fused_latency_over_fasternet'} <= set(result['ratios'])
     assert re.search(r'^\| PartialNet-T0 fused +\|', log, re.M)  # rich pads the cells
+    ops = {r['role']: r['ops_per_forward'] for r in result['rows']}
+    assert 0 < ops['fused'] < ops['unfused'] and ops['fasternet'] > 0
+    assert result['ratios']['fused_ops_over_fasternet'] == ops['fused'] / ops['fasternet']
+    assert re.search(r'\| ops / forward \|', log)
 
 
 @pytest.mark.slow
@@ -148,3 +152,57 @@ def test_plot_refuses_bad_files_by_name(tmp_path, capsys):
         code = main(['--plot', str(tmp_path / 'x.png'), *files])
         assert code == 2 and message in capsys.readouterr().err
         assert not (tmp_path / 'x.png').exists()
+
+
+# --- tools/benchmark.py --runtime: PyTorch, ONNX Runtime, OpenVINO ------------------------------
+
+def test_count_ops_counts_top_level_operators():
+    from partialnet_mm.benchmark.timing import count_ops
+    x = torch.randn(2, 3)
+    assert count_ops(lambda: torch.relu(x + 1).sum()) == 3  # add, relu, sum
+    assert count_ops(lambda: torch.nn.functional.linear(x, torch.ones(4, 3))) == 2  # ones, linear
+
+
+def test_runtime_names_are_checked(monkeypatch):
+    import importlib.util
+
+    from partialnet_mm.benchmark.runtimes import RUNTIMES, parse_runtimes
+    assert [r.name for r in parse_runtimes('torch, onnxruntime')] == ['torch', 'onnxruntime']
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'; choose from torch, "
+                                         "onnxruntime, openvino"):
+        parse_runtimes('torch,tensorrt')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'openvino' else real(name, *a))
+    with pytest.raises(ValueError, match=re.escape(
+            "runtime 'openvino' needs the package openvino, which is not installed: "
+            + RUNTIMES['openvino'].install)):
+        parse_runtimes('openvino')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dynamic', [False, True], ids=['fixed', 'dynamic'])
+def test_runtime_table_smoke(tmp_path, dynamic):
+    out = tmp_path / 'runtimes.json'
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--runtime',
+                      'torch,onnxruntime,openvino', '--exporter', 'torchscript',
+                      '--json', str(out)] + (['--dynamic'] if dynamic else []))
+    assert code == 0, log[-3000:]
+    result = json.loads(out.read_text())
+    assert {(r['runtime'], r['role']) for r in result['rows']} == {
+        (rt, role) for rt in ('torch', 'onnxruntime', 'openvino')
+        for role in ('fused', 'fasternet', 'resnet50')}
+    assert all(r['cpu_latency_ms'] > 0 and r['cpu_images_per_s'] > 0 for r in result['rows'])
+    assert max(result['export_max_abs_diff'].values()) <= 1e-4 * 30  # checked, scaled
+    assert 'openvino: fused_latency_over_fasternet' in result['ratios']
+    assert result['settings']['input'] == ('dynamic size' if dynamic else 'fixed size')
+
+
+@pytest.mark.slow
+def test_runtime_table_refuses_unknown_runtime_and_configs():
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--runtime', 'tvm'])
+    assert code == 2 and "unknown runtime 'tvm'" in log, log[-2000:]
+    code, log = run([sys.executable, 'tools/benchmark.py',
+                      osp.join(REPO, 'configs', 'partialnet-t0_8xb512_in1k.py'),
+                      '--runtime', 'torch'])
+    assert code == 2 and '--runtime takes a variant' in log, log[-2000:]

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 
-from helpers import REPO, mm_build, run
 from partialnet_mm.datasets.synthetic_seg import CLASSES, make_synthetic_seg
+
+from helpers import REPO, mm_build, run
 
 SEG_DEMO = osp.join(REPO, 'configs', 'demo', 'fpn_partialnet-t0_synthetic-seg.py')
 

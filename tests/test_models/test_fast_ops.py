@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from partialnet_mm.deploy import fused_copy, randomize_norms
 from partialnet_mm.models import PartialNetClassifier, mean_std_pool
-from partialnet_mm.models.layers.attention import one_pass_mean_std
+from partialnet_mm.models.layers.fast_ops import one_pass_mean_std
 
 
 def test_one_pass_mean_std_matches_two_pass():
@@ -78,3 +78,63 @@ def test_fused_classifier_on_cuda_both_layouts_and_amp(arch):
             torch.testing.assert_close(got, want[:, :, 0], atol=1e-4, rtol=1e-4)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+# ------------------------------------------------------------------ the lean deployed graph
+@pytest.mark.parametrize('shape', [(2, 24, 7, 9), (1, 8, 1, 1), (3, 5, 1, 6)])
+def test_style_statistics_eager_equals_the_traced_form(shape):
+    from partialnet_mm.models.layers.fast_ops import style_statistics
+    x = torch.randn(*shape, dtype=torch.float64) * 3 + 1
+    mean, std = mean_std_pool(x).unbind(-1)
+    expected = torch.cat((mean, std), 1).flatten(1)
+    got = style_statistics(x)
+    torch.testing.assert_close(got, expected)
+    with torch.no_grad():  # the exporters' path
+        traced = torch.jit.trace(lambda t: style_statistics(t), (x,))
+    torch.testing.assert_close(traced(x), expected)
+
+
+def test_size_cache_keeps_a_fixed_number_least_recently_used_first():
+    from partialnet_mm.models.layers.fast_ops import SizeCache
+    cache, made = SizeCache(2), []
+
+    def make(key):
+        made.append(key)
+        return torch.tensor(key)
+
+    for key in (1, 2, 1, 3, 2, 1):
+        cache.get(key, lambda k=key: make(k))
+    assert made == [1, 2, 3, 2, 1] and list(cache.entries) == [2, 1]
+    with pytest.raises(ValueError, match='size >= 1'):
+        SizeCache(0)
+
+
+def test_cached_irpe_bias_follows_new_weights():
+    """The deployed attention keeps its bias per size; a load_state_dict must be seen."""
+    from partialnet_mm.models.layers.attention import DeployRelPosSelfAttention
+    torch.manual_seed(0)
+    attn = DeployRelPosSelfAttention(16, 4).eval()
+    x = torch.randn(1, 16, 3, 5)
+    with torch.no_grad():
+        first = attn(x)
+        state = {k: v.clone() for k, v in attn.state_dict().items()}
+        state['rpe_k.lookup_table_bias'].normal_()
+        attn.load_state_dict(state)
+        second = attn(x)
+        fresh = DeployRelPosSelfAttention(16, 4).eval()
+        fresh.load_state_dict(state)
+        torch.testing.assert_close(second, fresh(x))
+    assert not torch.allclose(first, second)
+    assert len(attn.bias_cache.entries) <= attn.bias_cache.size
+
+
+def test_deployed_graph_runs_fewer_operations_than_the_training_graph():
+    from partialnet_mm.benchmark.timing import count_ops
+    torch.manual_seed(0)
+    model = randomize_norms(PartialNetClassifier('t0')).eval()
+    fused = fused_copy(model)
+    x = torch.randn(1, 3, 224, 224)
+    ops_train, ops_fused = count_ops(lambda: model(x)), count_ops(lambda: fused(x))
+    # the deployed T0 ran 433 operations before the lean graph (iRPE bias cached per size,
+    # 8-operation statistics, no empty layout changes): keep it there
+    assert ops_fused <= 360 and ops_fused < ops_train

@@ -6,9 +6,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from partialnet_mm.toolkit.convert import convert_authors_state_dict
 from partialnet_mm.deploy import randomize_norms
 from partialnet_mm.models import PartialNetClassifier
+from partialnet_mm.toolkit.convert import convert_authors_state_dict
 
 from helpers import REPO, authors_t0_state_dict, mm_build, run
 

@@ -1,23 +1,79 @@
-"""ONNX export of the fused classifier and backbone, checked by onnxruntime."""
+"""ONNX export of the fused classifier and backbone with both of torch's exporters, fixed and
+dynamic input size, checked by onnxruntime (and OpenVINO); torch.export with dynamic H, W."""
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from partialnet_mm.deploy import fused_copy, randomize_norms
-from partialnet_mm.models import PartialNetClassifier
+from partialnet_mm.models import PartialNet, PartialNetClassifier
 
 from helpers import run
 
 
-def test_onnx_round_trip_t0_dynamic_batch_and_size(tmp_path):
-    from partialnet_mm.toolkit.onnx_export import export, verify
+@pytest.fixture(scope='module')
+def fused_t0():
     torch.manual_seed(0)
-    model = randomize_norms(PartialNetClassifier('t0')).eval()
-    fused = fused_copy(model)
+    return {'classifier': fused_copy(randomize_norms(PartialNetClassifier('t0')).eval()),
+            'backbone': fused_copy(randomize_norms(PartialNet('t0')).eval())}
+
+
+def test_onnx_round_trip_t0_dynamic_batch_and_size(tmp_path, fused_t0):
+    from partialnet_mm.toolkit.onnx_export import export, verify
+    fused = fused_t0['classifier']
     path = export(fused, str(tmp_path / 't0.onnx'), input_size=96)
     # other batch sizes and input sizes than the exported (2, 3, 96, 96)
     assert verify(fused, path, [(1, 3, 96, 96), (3, 3, 64, 128)]) <= 1e-4
+
+
+@pytest.mark.parametrize('kind', ['classifier', 'backbone'])
+@pytest.mark.parametrize('dynamic', [True, False], ids=['dynamic', 'fixed'])
+def test_torchscript_exporter(tmp_path, fused_t0, kind, dynamic):
+    """The exporter mmdeploy calls (dynamo=False): with dynamic axes it used to fail on PAT_sf
+    (a traced channel count in layer_norm), and in-place PAT_sp writes were lost."""
+    from partialnet_mm.toolkit.onnx_export import export, verify
+    model = fused_t0[kind]
+    path = export(model, str(tmp_path / 'm.onnx'), input_size=96, dynamo=False,
+                  dynamic=dynamic, batch=1)
+    shapes = [(1, 3, 96, 96), (2, 3, 64, 160), (1, 3, 224, 224)] if dynamic else [(1, 3, 96, 96)]
+    assert verify(model, path, shapes) <= 1e-4
+    if not dynamic:  # a fixed-size model refuses other sizes
+        with pytest.raises(Exception):
+            verify(model, path, [(1, 3, 128, 128)])
+
+
+def test_dynamo_exporter_fixed_size_is_one_file(tmp_path, fused_t0):
+    from partialnet_mm.toolkit.onnx_export import export, verify
+    model = fused_t0['backbone']
+    path = export(model, str(tmp_path / 'b.onnx'), input_size=(96, 128), dynamic=False, batch=1)
+    assert verify(model, path, [(1, 3, 96, 128)]) <= 1e-4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['b.onnx']  # no .onnx.data sidecar
+
+
+def test_torch_export_with_dynamic_height_and_width(fused_t0):
+    model = fused_t0['backbone']
+    h, w = torch.export.Dim('h', min=1, max=64), torch.export.Dim('w', min=1, max=64)
+    program = torch.export.export(model, (torch.randn(1, 3, 96, 128),),
+                                  dynamic_shapes={'x': {2: 32 * h, 3: 32 * w}})
+    for shape in ((1, 3, 64, 96), (1, 3, 160, 128)):
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(x), model(x), atol=1e-4, rtol=0)
+
+
+def test_openvino_runs_the_same_file(tmp_path, fused_t0):
+    from partialnet_mm.benchmark.runtimes import RUNTIMES, onnx_session
+    from partialnet_mm.toolkit.onnx_export import export
+    pytest.importorskip('openvino')
+    model = fused_t0['classifier']
+    path = export(model, str(tmp_path / 'm.onnx'), input_size=64, dynamo=False, dynamic=True)
+    run_ov = onnx_session(RUNTIMES['openvino'], path, threads=1)
+    for shape in ((1, 3, 64, 64), (2, 3, 96, 128)):  # stage 4 at 2x2 and 3x4
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            ref = model(x).numpy()
+        assert np.abs(run_ov(x.numpy())[0] - ref).max() <= 1e-4 * max(1, np.abs(ref).max())
 
 
 @pytest.mark.slow

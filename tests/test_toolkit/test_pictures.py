@@ -6,8 +6,9 @@ import sys
 import cv2
 import pytest
 
-from helpers import run
 from partialnet_mm.toolkit.pictures import plot_training_curves, read_scalars
+
+from helpers import run
 
 
 def _scalars(path, epochs=3, iters=4):

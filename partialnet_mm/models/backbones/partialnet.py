@@ -12,7 +12,7 @@ from ...checkpoint import check_checkpoint_form, load_backbone_checkpoint
 from ...dpconv.layers import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from ..layers.attention import channel_attention_class
 from ..layers.blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
-from ..layers.fast_ops import PatchConv, memory_format_of
+from ..layers.fast_ops import PatchConv, in_layout, memory_format_of
 from ..layers.patconv import PATChannel, PATSelfAttention
 from ..layers.utils import ConvNorm, build_norm, check_input_channels
 
@@ -291,13 +291,13 @@ class PartialNet(BaseModule):
             self._refuse_gradients(x)
             # every conv and GEMM of the deployed graph is fastest channels_last (oneDNN on
             # CPU, PointwiseConv's GEMMs on CUDA), and PAT_sf's tokens are its pixels
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = in_layout(x, torch.channels_last)
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous(memory_format=layout))
+                outs.append(in_layout(getattr(self, f'norm{i}')(x), layout))
         return tuple(outs)
 
     def _refuse_gradients(self, x: torch.Tensor) -> None:
@@ -381,4 +381,3 @@ class PartialNet(BaseModule):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         check_checkpoint_form(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .eca import ECA
-from .fast_ops import one_pass_mean_std, scale_shift_, spread_offsets
+from .fast_ops import SizeCache, scale_shift_, spread_offsets, style_statistics, tracing
 from .utils import ChannelReweighting, ConvNorm, bn_affine, build_norm
 
 
@@ -46,8 +46,8 @@ class MeanStdPool(nn.Module):
 
 class DeployStyleAttention(nn.Module):
     """Deploy form of the style-pooling channel attentions (Gaussian, SRM): mean and std
-    in one pass (:func:`one_pass_mean_std`), then the (1, 2) conv with its BN folded as one
-    linear map of the (B, 2C) statistics ``[means | stds]``, then the gate."""
+    in one read of x each (:func:`style_statistics`), then the (1, 2) conv with its BN
+    folded as one linear map of the (B, 2C) statistics ``[means | stds]``, then the gate."""
 
     def __init__(self, channels: int, gate: nn.Module):
         super().__init__()
@@ -56,8 +56,8 @@ class DeployStyleAttention(nn.Module):
         self.gate = gate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = torch.cat(one_pass_mean_std(x), dim=1)
-        return x * self.gate(self.fc(stats))[:, :, None, None]
+        weights = self.gate(self.fc(style_statistics(x)))
+        return x * weights.view(x.shape[0], self.channels, 1, 1)
 
 
 class GaussianChannelAttention(ChannelReweighting):
@@ -148,7 +148,6 @@ class SEAttention(ChannelReweighting):
         return self.gate(self.expand(self.act(self.reduce(F.adaptive_avg_pool2d(x, 1)))))
 
 
-
 # name -> class, for PartialNet(channel_attention=...): the one list of channel attentions
 # (in the paper's table-12 order). Each class says what it is called in tables (``label``)
 # and whether DPConv can learn a PAT_ch split with it (``dpconv_exact``).
@@ -198,7 +197,12 @@ class SpatialAttentionGate(nn.Module):
 class InplaceSpatialGate(nn.Module):
     """Deploy form of :class:`SpatialAttentionGate`, applied in place to the first
     ``channels`` channels of a tensor the caller owns (the MLP's fresh fc2 output), with
-    the BN as a per-channel scale and shift. Inference only."""
+    the BN as a per-channel scale and shift. Inference only. Traced (exporters), it writes a
+    new tensor: TorchScript's ONNX exporter loses in-place writes into a channel slice.
+
+    Args:
+        channels (int): channels of the gated part (the first ones of the input).
+    """
 
     def __init__(self, channels: int):
         super().__init__()
@@ -209,7 +213,10 @@ class InplaceSpatialGate(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         part = x[:, :self.channels]
-        part.mul_(F.hardsigmoid(self.conv(part)))
+        gate = F.hardsigmoid(self.conv(part))
+        if tracing():
+            return torch.cat((part * gate * self.scale + self.shift, x[:, self.channels:]), 1)
+        part.mul_(gate)
         scale_shift_(part, self.scale, self.shift)
         return x
 
@@ -267,12 +274,26 @@ class ImageRelativePositionBias(nn.Module):
     def forward(self, height: int, width: int, dtype=None) -> torch.Tensor:
         """The (heads, N, N) bias added to the attention logits (in ``dtype`` if given)."""
         table = self.lookup_table_bias if dtype is None else self.lookup_table_bias.to(dtype)
+        if tracing():
+            return self.pairwise(table, height, width)
         device = table.device
         rows = torch.arange(1 - height, height, device=device).abs_().clamp_(max=self.saturation)
         cols = torch.arange(1 - width, width, device=device).abs_().clamp_(max=self.saturation)
         buckets = self.offset_buckets.index_select(0, rows).index_select(1, cols)
         per_offset = table.index_select(1, buckets.flatten()).view(-1, *buckets.shape)
         return spread_offsets(per_offset, height, width)
+
+    def pairwise(self, table: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The same bias by one gather over the (N, N) bucket indices of every query-key pair,
+        built from aranges of the size: the form exporters trace with symbolic H and W (the
+        strided view of :func:`spread_offsets` would freeze the traced size)."""
+        device = table.device
+        rows = torch.arange(height, device=device)[:, None].expand(height, width).reshape(-1)
+        cols = torch.arange(width, device=device)[None, :].expand(height, width).reshape(-1)
+        d_row = (rows[:, None] - rows[None, :]).abs().clamp(max=self.saturation)
+        d_col = (cols[:, None] - cols[None, :]).abs().clamp(max=self.saturation)
+        buckets = self.offset_buckets.flatten()[d_row * (self.saturation + 1) + d_col]
+        return table[:, buckets]
 
     def extra_repr(self) -> str:
         return (f'alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}, '
@@ -324,10 +345,13 @@ def check_heads(channels: int, num_heads: int) -> None:
 class DeployRelPosSelfAttention(nn.Module):
     """Deploy form of ``RelPosSelfAttention(LayerNorm2d(x))`` (PAT_sf's attention part).
 
-    The LayerNorm runs on the tokens directly (no NCHW permutes) with its affine part
+    The LayerNorm runs on the pixels directly (channels_last: no copies) with its affine part
     folded into ``qkv`` (which gains a bias); attention is PyTorch's fused kernel with the
-    iRPE bias built per call in the activations' dtype. Dropout is gone (inference only).
-    Returns the tokens as a channels_last view of the NCHW map.
+    iRPE bias in the activations' dtype, kept for the last few input sizes
+    (:class:`SizeCache`, bounded) so that a stream of same-sized inputs builds it once.
+    Dropout is gone (inference only). Returns the tokens as a channels_last view of the
+    NCHW map. Channel counts are constants of the module, so the TorchScript ONNX exporter
+    traces it with dynamic sizes.
 
     Args:
         channels (int): channels (divisible by ``num_heads``).
@@ -336,24 +360,40 @@ class DeployRelPosSelfAttention(nn.Module):
         eps (float): the LayerNorm's epsilon. Defaults to 1e-6.
     """
 
+    bias_cache_size = 4  # input sizes (x dtype, device) whose iRPE bias is kept
+
     def __init__(self, channels: int, num_heads: int = 4, rpe_alpha: float = 20,
                  eps: float = 1e-6):
         super().__init__()
         check_heads(channels, num_heads)
-        self.num_heads, self.eps = num_heads, eps
-        self.scale = (channels // num_heads) ** -0.5
+        self.channels, self.num_heads, self.eps = channels, num_heads, eps
+        self.head_dim = channels // num_heads
+        self.scale = self.head_dim ** -0.5
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
         self.rpe_k = ImageRelativePositionBias(num_heads, alpha=rpe_alpha, beta=2 * rpe_alpha,
                                                gamma=8 * rpe_alpha)
+        self.bias_cache = SizeCache(self.bias_cache_size)
+
+    def attention_bias(self, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
+        """The (1, heads, N, N) iRPE bias; from the cache unless traced. The key holds the
+        table's version, so a load_state_dict (or any in-place change) is seen."""
+        def make():
+            return self.rpe_k(height, width, dtype)[None]
+
+        if tracing():
+            return make()
+        table = self.rpe_k.lookup_table_bias
+        key = (height, width, dtype, table.device, table.data_ptr(), table._version)
+        return self.bias_cache.get(key, make)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        tokens = F.layer_norm(x.flatten(2).transpose(1, 2), (c,), eps=self.eps)
-        qkv = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
+        b, _, h, w = x.shape
+        pixels = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), eps=self.eps)
+        qkv = self.qkv(pixels).reshape(b, h * w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         # the CPU flash kernel takes the bias as a 4-d mask
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.rpe_k(h, w, q.dtype)[None],
-                                             scale=self.scale)
-        out = self.proj(out.transpose(1, 2).reshape(b, h * w, c))
-        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_bias(
+            h, w, q.dtype), scale=self.scale)
+        out = self.proj(out.transpose(1, 2).reshape(b, h * w, self.channels))
+        return out.reshape(b, h, w, self.channels).permute(0, 3, 1, 2)

@@ -5,7 +5,8 @@ Every choice here computes the same function both ways (tested); each says what 
 as measured in docs/benchmarks.md. The rest of the network is written once, for every
 device and layout.
 """
-from typing import Tuple
+from collections import OrderedDict
+from typing import Callable, Hashable, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,6 +18,13 @@ def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
+
+
+def in_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+    """``x`` in the memory ``layout``: itself when it is already (no operation), else a copy."""
+    if not tracing() and x.is_contiguous(memory_format=layout):
+        return x
+    return x.contiguous(memory_format=layout)
 
 
 def one_pass_mean_std(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +48,52 @@ def one_pass_mean_std(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return mean, torch.zeros_like(mean)
     var = ((flat * flat).sum(-1) - total * mean) / (n - 1)
     return mean, var.clamp_min(0).sqrt()
+
+
+def tracing() -> bool:
+    """Whether this forward is being traced or compiled (TorchScript's tracer, the dynamo
+    exporter, torch.compile): sizes may be symbolic, so no Python number may be derived from
+    them and no cache may be consulted."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def style_statistics(x: torch.Tensor) -> torch.Tensor:
+    """``[mean | std]`` per channel over H x W (unbiased std; 0 for one position),
+    (B, 2C): the input of the Gaussian / SRM attention's folded linear map.
+
+    Eager CPU: the mean and the 2-norm, each one read of x, then the variance from them in
+    place: 8 operations. Traced or CUDA: :func:`one_pass_mean_std`, whose scalings are tensor
+    operations on the (possibly symbolic) size.
+    """
+    if tracing() or x.is_cuda:
+        return torch.cat(one_pass_mean_std(x), dim=1)
+    n = x.shape[-2] * x.shape[-1]
+    mean = x.mean((2, 3))
+    # (n - 1) var = sum(x^2) - n mean^2
+    var = torch.linalg.vector_norm(x, 2, (2, 3)).square_().addcmul_(mean, mean, value=-n)
+    std = var.clamp_min_(0).mul_(1.0 / (n - 1) if n > 1 else 0.0).sqrt_()
+    return torch.cat((mean, std), dim=1)
+
+
+class SizeCache:
+    """At most ``size`` values by key, the least recently used dropped first: what the
+    deployed graph keeps per input size (and dtype, device), with a fixed bound however many
+    sizes it sees. The entries are a plain dict attribute, so memory counts see them."""
+
+    def __init__(self, size: int = 4):
+        if size < 1:
+            raise ValueError(f'SizeCache needs size >= 1, got {size}')
+        self.size = size
+        self.entries: 'OrderedDict[Hashable, torch.Tensor]' = OrderedDict()
+
+    def get(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key in self.entries:
+            self.entries.move_to_end(key)
+            return self.entries[key]
+        value = self.entries[key] = make()
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return value
 
 
 def scale_shift_(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -146,7 +200,8 @@ class PatchConv(PointwiseConv):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = self.patch
-        x = x[..., :x.shape[-2] // k * k, :x.shape[-1] // k * k]
+        if tracing() or x.shape[-2] % k or x.shape[-1] % k:
+            x = x[..., :x.shape[-2] // k * k, :x.shape[-1] // k * k]
         return super().forward(space_to_depth(x, k))
 
     def extra_repr(self) -> str:

@@ -1,0 +1,197 @@
+"""The deployed PartialNet and its peers in the runtimes users deploy to: PyTorch eager, ONNX
+Runtime and OpenVINO (both reading the same ONNX file), timed interleaved in one process.
+
+Every model of the table (the fused PartialNet, timm's FasterNet, ResNet-50; classifiers or,
+with ``backbone``, their four-stage feature extractors) is exported the same way (one
+exporter, fixed or dynamic input size), each export is checked against PyTorch on the timed
+input (:data:`partialnet_mm.deploy.FUSE_TOLERANCE` of the largest output, else
+:class:`ExportMismatch`: nothing is reported), then each (runtime, model) pair is timed in
+turn: 1 thread at batch 1 (latency) and all threads at a larger batch (throughput), fp32.
+"""
+import importlib.util
+import os.path as osp
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..deploy import FUSE_TOLERANCE, fuse_and_check, max_abs_diff, randomize_norms
+from ..models import PartialNet, PartialNetClassifier
+from .peers import FUSED, classifier_peers
+from .timing import environment, num_threads, time_interleaved
+
+
+class ExportMismatch(RuntimeError):
+    """A runtime does not compute what PyTorch computes on the exported model."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One inference runtime: the package it needs and how it runs an ONNX file."""
+    name: str
+    package: Optional[str]   # None: PyTorch itself
+    install: str             # the command that installs it
+
+
+RUNTIMES: Dict[str, Runtime] = {r.name: r for r in (
+    Runtime('torch', None, ''),
+    Runtime('onnxruntime', 'onnxruntime', 'pip install onnxruntime==1.30.0'),
+    Runtime('openvino', 'openvino', 'pip install openvino==2026.4.1'),
+)}
+
+
+def parse_runtimes(names: str) -> List[Runtime]:
+    """``'torch,onnxruntime,openvino'`` -> the runtimes; a ValueError naming an unknown one, or
+    an installed-package check naming the package and its install command."""
+    out = []
+    for name in (n.strip() for n in names.split(',') if n.strip()):
+        if name not in RUNTIMES:
+            raise ValueError(f'unknown runtime {name!r}; choose from {", ".join(RUNTIMES)}')
+        runtime = RUNTIMES[name]
+        if runtime.package and importlib.util.find_spec(runtime.package) is None:
+            raise ValueError(f'runtime {name!r} needs the package {runtime.package}, which is '
+                             f'not installed: {runtime.install}')
+        out.append(runtime)
+    if not out:
+        raise ValueError(f'no runtime named; choose from {", ".join(RUNTIMES)}')
+    return out
+
+
+def onnx_session(runtime: Runtime, path: str, threads: int) -> Callable[[np.ndarray], list]:
+    """A function running the ONNX file at ``path`` in ``runtime`` on ``threads`` CPU threads
+    (fp32), from one array to the list of output arrays."""
+    if runtime.name == 'onnxruntime':
+        import onnxruntime as ort
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+        name = session.get_inputs()[0].name
+        return lambda x: session.run(None, {name: x})
+    if runtime.name == 'openvino':
+        import openvino as ov
+        compiled = ov.Core().compile_model(path, 'CPU', {
+            'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
+            'INFERENCE_PRECISION_HINT': 'f32'})  # no silent bf16 on CPUs that have it
+        request = compiled.create_infer_request()
+        return lambda x: [request.infer({0: x})[out] for out in compiled.outputs]
+    raise ValueError(f'{runtime.name} does not run ONNX files')
+
+
+def runtime_models(arch: str, backbone: bool = False, seed: int = 0) -> Dict[str, tuple]:
+    """By role, ``(display name, eval model)``: the fused PartialNet (random weights,
+    randomised BN statistics, checked against its unfused graph) and every peer of
+    :data:`ROLES` that can be built here; with ``backbone``, the feature extractors."""
+    torch.manual_seed(seed)
+    unfused = PartialNet(arch) if backbone else PartialNetClassifier(arch)
+    randomize_norms(unfused.eval(), seed)
+    check = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
+    fused, _ = fuse_and_check(unfused, check, what=f'PartialNet-{arch.upper()}',
+                              action='report its speed')
+    models = {FUSED: (f'PartialNet-{arch.upper()} fused' + (' backbone' if backbone else ''),
+                      fused)}
+    for role, (name, model) in classifier_peers(arch, backbone).items():
+        models[role] = (name, model.eval())
+    return models
+
+
+def export_model(model: nn.Module, path: str, batch: int, height: int, width: int,
+                 dynamic: bool, dynamo: bool) -> str:
+    """One model to ONNX (the same way for every model of a table)."""
+    from ..toolkit.onnx_export import export
+    return export(model, path, input_size=(height, width), dynamo=dynamo, dynamic=dynamic,
+                  batch=batch)
+
+
+def checked(runtime: Runtime, run: Callable, model: nn.Module, x: torch.Tensor,
+            what: str) -> float:
+    """The runtime's outputs against PyTorch's on ``x``; ExportMismatch above the tolerance."""
+    with torch.no_grad():
+        ref = model(x)
+    ref = [ref] if isinstance(ref, torch.Tensor) else list(ref)
+    got = [torch.from_numpy(np.asarray(o)) for o in run(x.numpy())]
+    if len(got) != len(ref) or any(g.shape != r.shape for g, r in zip(got, ref)):
+        raise ExportMismatch(f'{what} in {runtime.name}: outputs {[tuple(g.shape) for g in got]}'
+                             f', PyTorch gives {[tuple(r.shape) for r in ref]}')
+    diff = max_abs_diff(ref, got)
+    scale = max(1.0, max(r.abs().max().item() for r in ref))
+    if not diff <= FUSE_TOLERANCE * scale:
+        raise ExportMismatch(f'{what} in {runtime.name} differs from PyTorch by {diff:.3g} '
+                             f'(outputs up to {scale:.3g}) > {FUSE_TOLERANCE:g} x {scale:.3g}: '
+                             f'refusing to report its speed')
+    return diff
+
+
+@dataclass
+class RuntimeSettings:
+    """How the runtime table is timed (tools/benchmark.py --runtime)."""
+    height: int = 224
+    width: int = 224
+    latency_runs: int = 100        # 1 thread, batch 1
+    throughput_batch: int = 32     # all threads
+    throughput_runs: int = 10
+    warmup: int = 10
+    rounds: int = 5
+    dynamic: bool = False          # export for any input size (else for the timed one)
+    dynamo: bool = True            # torch's dynamo exporter (else the TorchScript one)
+
+
+def benchmark_runtimes(arch: str, runtimes: Sequence[Runtime],
+                       settings: RuntimeSettings = RuntimeSettings(), backbone: bool = False,
+                       seed: int = 0, workdir: Optional[str] = None) -> dict:
+    """Latency (1 thread, batch 1) and throughput (all threads) of every model in every
+    runtime, each pair timed interleaved with the others; rows by (runtime, role), and the
+    fused PartialNet's latency over each peer's in the same runtime."""
+    s = settings
+    models = runtime_models(arch, backbone, seed)
+    rows = {(rt.name, role): dict(runtime=rt.name, role=role, model=name)
+            for rt in runtimes for role, (name, _) in models.items()}
+    diffs = {}
+    all_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for column, batch, threads, runs, rounds in (
+                ('cpu_latency_ms', 1, 1, s.latency_runs, s.rounds),
+                ('cpu_images_per_s', s.throughput_batch, all_threads, s.throughput_runs,
+                 min(s.rounds, s.throughput_runs))):
+            x = torch.randn(batch, 3, s.height, s.width,
+                            generator=torch.Generator().manual_seed(seed))
+            calls = {}
+            for role, (name, model) in models.items():
+                path = osp.join(tmp, f'{role}.onnx' if s.dynamic else f'{role}_{batch}.onnx')
+                if any(rt.package for rt in runtimes) and not osp.exists(path):
+                    export_model(model, path, batch, s.height, s.width, s.dynamic, s.dynamo)
+                for rt in runtimes:
+                    if rt.package is None:
+                        calls[(rt.name, role)] = (lambda m=model: m(x))
+                        continue
+                    run = onnx_session(rt, path, threads)
+                    diffs[f'{rt.name}/{role}'] = checked(rt, run, model, x, name)
+                    array = x.numpy()
+                    calls[(rt.name, role)] = (lambda r=run: r(array))
+            with num_threads(threads):
+                seconds = time_interleaved(calls, min(s.warmup, runs), runs, rounds)
+            for key, t in seconds.items():
+                rows[key][column] = 1e3 * t if column == 'cpu_latency_ms' else batch / t
+    ratios = {}
+    for rt in runtimes:
+        fused = rows[(rt.name, FUSED)]['cpu_latency_ms']
+        for role in models:
+            if role != FUSED:
+                ratios[f'{rt.name}: fused_latency_over_{role}'] = \
+                    fused / rows[(rt.name, role)]['cpu_latency_ms']
+    return dict(kind='runtimes', variant=arch.upper(), backbone=backbone,
+                rows=list(rows.values()), ratios=ratios, export_max_abs_diff=diffs,
+                settings=dict(vars(s), throughput_threads=all_threads,
+                              exporter='dynamo' if s.dynamo else 'torchscript',
+                              input='fixed size' if not s.dynamic else 'dynamic size',
+                              weights='random (BN statistics randomised)'),
+                env=dict(environment(False), **{rt.name: _version(rt) for rt in runtimes
+                                                if rt.package}))
+
+
+def _version(runtime: Runtime) -> str:
+    module = __import__(runtime.package)
+    return getattr(module, '__version__', '?')
