@@ -4,7 +4,7 @@
 _base_ = './_base_/fpn_partialnet_40k_ade20k.py'
 
 # The ImageNet-pretrained backbone, the same file as configs/mask_rcnn_partialnet_l_1x.py:
-#   python tools/extract_backbone.py <classifier.pth> checkpoints/partialnet_l_in1k_backbone.pth
+#   .venv/bin/python tools/extract_backbone.py CLS.pth checkpoints/partialnet_l_in1k_backbone.pth
 # or override it: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 pretrained = 'checkpoints/partialnet_l_in1k_backbone.pth'
 

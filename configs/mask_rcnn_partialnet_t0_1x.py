@@ -2,7 +2,7 @@
 _base_ = './_base_/mask_rcnn_partialnet_1x.py'
 
 # The ImageNet-pretrained backbone: the one setting to change. Make it with
-#   python tools/extract_backbone.py <classifier.pth> checkpoints/partialnet_t0_in1k_backbone.pth
+#   .venv/bin/python tools/extract_backbone.py CLS.pth checkpoints/partialnet_t0_in1k_backbone.pth
 # or override it: --cfg-options model.backbone.init_cfg.checkpoint=PATH
 pretrained = 'checkpoints/partialnet_t0_in1k_backbone.pth'
 

@@ -4,11 +4,18 @@
 config makes ``type='PartialNet'`` available. Importing this package also fixes
 mmengine 0.10.7's checkpoint loading on torch >= 2.6 (see ``compat``).
 """
-from .compat import patch_mmengine_checkpoint_loading
-from .models import *  # noqa: F401,F403
-from .models import __all__ as _model_names
-from .registration import register_all
-from .version import __version__
+import warnings
+
+# mmengine 0.10.7, mmpretrain and mmseg import pkg_resources, which setuptools deprecates with
+# a UserWarning, printed twice or three times by every command: nothing there for the user
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                        category=UserWarning)
+
+from .compat import patch_mmengine_checkpoint_loading  # noqa: E402
+from .models import *  # noqa: F401,F403,E402
+from .models import __all__ as _model_names  # noqa: E402
+from .registration import register_all  # noqa: E402
+from .version import __version__  # noqa: E402
 
 patch_mmengine_checkpoint_loading()
 REGISTERED = register_all()

@@ -12,6 +12,8 @@ from typing import Dict, Iterable, Mapping, Optional, Tuple
 
 import torch
 
+from . import commands
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint file that exists but cannot be read."""
@@ -104,10 +106,10 @@ def check_checkpoint_form(model, keys, prefix: str = '', source: Optional[str] =
     form = checkpoint_form(keys, prefix)
     what = f'checkpoint {source}' if source else 'the checkpoint'
     if form == 'training' and model.deploy:
+        fuse = commands.tool('reparameterize_model', 'CONFIG', 'CHECKPOINT', 'OUT')
         raise KeyError(f'{what} holds a training (unfused) PartialNet, but the model was built '
                        f'with deploy=True (the fused graph). Load it without deploy=True, or '
-                       f'fuse it first: python tools/reparameterize_model.py CONFIG '
-                       f'CHECKPOINT OUT, then load OUT with model.backbone.deploy=True')
+                       f'fuse it first: {fuse}, then load OUT with model.backbone.deploy=True')
     if form == 'fused' and not model.deploy:
         raise KeyError(f'{what} holds a fused PartialNet (written by switch_to_deploy() or '
                        f'tools/reparameterize_model.py), but the model is the training graph. '

@@ -2,7 +2,7 @@
 """PartialNet with each partial attention branch (SRM, SE, the paper's Gaussian, ECA):
 parameters and FLOPs at 224x224, beside the paper's table-12 top-1 on ImageNet.
 
-    python tools/attention_table.py [--arch t2]
+    .venv/bin/python tools/attention_table.py [--arch t2]
 """
 import argparse
 

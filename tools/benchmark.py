@@ -1,14 +1,17 @@
 #!/usr/bin/env python
 """Inference speed of a deployed PartialNet, its unfused graph and peers, in one table.
 
-    python tools/benchmark.py t2                      # a variant (t0 t1 t2 s m l)
-    python tools/benchmark.py configs/partialnet-s_8xb512_in1k.py --checkpoint CKPT
-    python tools/benchmark.py s --channels-last --compile --json s.json
-    python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
-    python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py   # vs the R50 config
-    python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
-    python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino  # deployment runtimes
-    python tools/benchmark.py s --runtime onnxruntime --backbone --dynamic  # 800x1216 backbone
+    .venv/bin/python tools/benchmark.py t2                      # a variant (t0 t1 t2 s m l)
+    .venv/bin/python tools/benchmark.py configs/partialnet-s_8xb512_in1k.py --checkpoint CKPT
+    .venv/bin/python tools/benchmark.py s --channels-last --compile --json s.json
+    .venv/bin/python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
+    # vs the R50 config
+    .venv/bin/python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py
+    .venv/bin/python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
+    # deployment runtimes
+    .venv/bin/python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino
+    # 800x1216 backbone
+    .venv/bin/python tools/benchmark.py s --runtime onnxruntime --backbone --dynamic
 
 The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
 into the MLP, one-pass statistics, fused attention) must match the unfused one to

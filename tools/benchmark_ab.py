@@ -2,8 +2,8 @@
 """Old against new fused graph, side by side in one process (a speed change's A/B).
 
     git worktree add /tmp/old <old-commit>
-    python tools/benchmark_ab.py --old /tmp/old t0 t2 s              # classifiers, 224x224
-    python tools/benchmark_ab.py --old /tmp/old --det configs/mask_rcnn_partialnet_s_1x.py
+    .venv/bin/python tools/benchmark_ab.py --old /tmp/old t0 t2 s  # classifiers, 224x224
+    .venv/bin/python tools/benchmark_ab.py --old /tmp/old --det configs/mask_rcnn_partialnet_s_1x.py
 
 The unfused model is built (random weights, randomised BN statistics) with this checkout's
 code; the old checkout's unfused model gets the same weights; each is fused by its own

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert an authors' PartialNet classifier checkpoint into ours.
 
-    python tools/convert_authors_checkpoint.py SRC.ckpt DST.pth
+    .venv/bin/python tools/convert_authors_checkpoint.py SRC.ckpt DST.pth
 
 SRC: a PyTorch Lightning file (``state_dict`` keys prefixed ``model.``) or a plain
 state dict, PAT_sp on or off. DST loads strictly into the mmpretrain configs

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The embedded default: Mask R-CNN with PartialNet-T0 on a generated COCO set, on CPU.
 
-    python tools/demo.py                      # ~6-8 minutes on 2 cores
-    python tools/demo.py --epochs 2           # quicker, lower AP
+    .venv/bin/python tools/demo.py                      # ~6-8 minutes on 2 cores
+    .venv/bin/python tools/demo.py --epochs 2           # quicker, lower AP
 
 Generates data/synthetic_coco (deterministic, nothing downloaded), evaluates the
 freshly initialised model, trains with mmengine's Runner (validating every epoch),
@@ -14,6 +14,7 @@ curves.png (training loss and val AP per epoch, from the run's scalar log).
 import argparse
 import os.path as osp
 import time
+import warnings
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -72,7 +73,9 @@ def main():
     images = range(min(args.pictures, len(runner.test_dataloader.dataset)))
     before = predict(runner.model, runner.test_dataloader.dataset, images)
     t0 = time.time()
-    runner.train()
+    with warnings.catch_warnings():  # train() calls init_weights() again: nothing happens
+        warnings.filterwarnings('ignore', message='init_weights of .* has been called more')
+        runner.train()
     train_min = (time.time() - t0) / 60
     trained = runner.test()
 

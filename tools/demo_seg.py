@@ -1,12 +1,12 @@
 #!/usr/bin/env python
 """The segmentation default: Semantic FPN with PartialNet-T0 on a generated set, on CPU.
 
-    python tools/demo_seg.py                  # about 5 minutes on 2 cores
+    .venv/bin/python tools/demo_seg.py                  # about 5 minutes on 2 cores
 
 Generates data/synthetic_seg (deterministic, nothing downloaded), writes the freshly
 initialised model as a checkpoint, then runs mmseg's own tools through ours: tools/test.py
-on the untrained checkpoint, tools/train.py, tools/test.py on the trained one; prints
-mIoU (mmseg's IoUMetric) of both.
+on the untrained checkpoint, tools/train.py, tools/test.py on the trained one (their
+progress lines shown as they come); prints mIoU (mmseg's IoUMetric) of both.
 """
 import argparse
 import os.path as osp
@@ -24,6 +24,7 @@ def untrained_checkpoint(config: str, out: str, seed: int) -> str:
     """The config's model as initialised (init_weights), saved as an mmengine checkpoint."""
     import torch
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
 
@@ -33,19 +34,38 @@ def untrained_checkpoint(config: str, out: str, seed: int) -> str:
     cfg = Config.fromfile(config)
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(cfg.model)
-    model.init_weights()
+    logger = MMLogger.get_instance('mmengine')
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights logs every parameter's initialisation
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
     return write_checkpoint(dict(state_dict=model.state_dict(), meta=dict(note='untrained')),
                             out)
 
 
+# the lines of a tool's log shown while it runs: progress and results, not the config or the
+# per-parameter initialisation dump
+PROGRESS = re.compile(r'Iter\((train|val|test)\)|Epoch\(|Saving checkpoint')
+
+
 def tool(name: str, args: list) -> str:
-    """Run tools/<name>.py (mmseg's tool through ours); returns its output, echoed."""
-    proc = subprocess.run([sys.executable, osp.join(ROOT, 'tools', f'{name}.py'), *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode:
-        sys.stdout.write(proc.stdout[-5000:])
+    """Run tools/<name>.py (mmseg's tool through ours), showing its progress lines as they come;
+    returns its whole output (the last 5000 characters are shown if it fails)."""
+    proc = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools', f'{name}.py'), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if PROGRESS.search(line):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    output = ''.join(lines)
+    if proc.wait():
+        sys.stdout.write(output[-5000:])
         raise SystemExit(f'tools/{name}.py failed (exit code {proc.returncode})')
-    return proc.stdout
+    return output
 
 
 def metrics(log: str) -> dict:

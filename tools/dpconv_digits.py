@@ -2,8 +2,8 @@
 """DPConv on real data, on CPU, in minutes: PartialNet-T0 learns its split ratios on
 scikit-learn's handwritten digits at several budgets.
 
-    python tools/dpconv_digits.py                       # b = 2 and b = 8, ~4 min on 2 cores
-    python tools/dpconv_digits.py --budgets 4 --epochs 4
+    .venv/bin/python tools/dpconv_digits.py  # b = 2 and b = 8, ~4 min on 2 cores
+    .venv/bin/python tools/dpconv_digits.py --budgets 4 --epochs 4
 
 For each budget b it trains configs/demo/partialnet-t0-dpconv_digits.py with
 tools/train.py (mmengine's Runner; the learned ratios are logged each epoch), exports

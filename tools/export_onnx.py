@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Export the fused (deployed) PartialNet classifier or backbone to ONNX and check it.
 
-    python tools/export_onnx.py t0 partialnet_t0.onnx
-    python tools/export_onnx.py s s_backbone.onnx --backbone --checkpoint BACKBONE.pth
-    python tools/export_onnx.py configs/partialnet-t2_8xb512_in1k.py t2.onnx --checkpoint CKPT
-    python tools/export_onnx.py t0 t0_224.onnx --exporter torchscript --fixed-size
+    .venv/bin/python tools/export_onnx.py t0 partialnet_t0.onnx
+    .venv/bin/python tools/export_onnx.py s s_backbone.onnx --backbone --checkpoint BACKBONE.pth
+    .venv/bin/python tools/export_onnx.py configs/partialnet-t2_8xb512_in1k.py t2.onnx \
+        --checkpoint CKPT
+    .venv/bin/python tools/export_onnx.py t0 t0_224.onnx --exporter torchscript --fixed-size
 
 The ONNX graph (one self-contained file) takes ``input`` (N, 3, H, W) with dynamic N, H and W
 (H, W >= 32), or with ``--fixed-size`` only (1, 3, --input-size, --input-size) (PAT_sf's iRPE

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Freeze the split ratios a DPConv PartialNet learned, for a plain PartialNet.
 
-    python tools/export_split_ratios.py work_dirs/dp/epoch_300.pth \
+    .venv/bin/python tools/export_split_ratios.py work_dirs/dp/epoch_300.pth \
         --out work_dirs/dp/split_ratios.py --base-config configs/partialnet-t0_8xb512_in1k.py \
         --out-checkpoint work_dirs/dp/frozen.pth
 

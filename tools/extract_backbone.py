@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Extract the backbone of a classifier checkpoint for the detection configs.
 
-    python tools/extract_backbone.py work_dirs/s/epoch_300.pth checkpoints/partialnet_s_in1k_backbone.pth
+    .venv/bin/python tools/extract_backbone.py work_dirs/s/epoch_300.pth \
+        checkpoints/partialnet_s_in1k_backbone.pth
 
 Keeps the ``backbone.`` keys (prefix removed), drops the head and the optimizer.
 """

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Print parameters and FLOPs of PartialNet T0..L beside the paper and the authors' code.
 
-    python tools/fidelity.py                 # all six variants, 224x224
-    python tools/fidelity.py --arch t2 s     # a subset
+    .venv/bin/python tools/fidelity.py                 # all six variants, 224x224
+    .venv/bin/python tools/fidelity.py --arch t2 s     # a subset
 """
 import argparse
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Parameters and FLOPs of a detection config, or the Mask R-CNN table of the paper.
 
-    python tools/get_flops.py configs/mask_rcnn_partialnet_s_1x.py [--shape 800 1280] [--deploy]
-    python tools/get_flops.py --paper      # S/M/L and the R50 yardstick against paper table 2
+    .venv/bin/python tools/get_flops.py configs/mask_rcnn_partialnet_s_1x.py [--deploy]
+    .venv/bin/python tools/get_flops.py --paper  # S/M/L and the R50 yardstick against paper table 2
 
 "diff, R50-normalised" divides each ratio to the paper by R50's: the part of the gap
 that the counting convention (ours against the paper's) puts on R50 too.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Plot the split ratio DPConv learned for every layer (the paper's figure 7) to a PNG.
 
-    python tools/plot_split_ratios.py b2/epoch_8.pth b8/epoch_8.pth --labels b=2 b=8 \
+    .venv/bin/python tools/plot_split_ratios.py b2/epoch_8.pth b8/epoch_8.pth --labels b=2 b=8 \
         --out dpconv_ratios.png
 """
 import argparse

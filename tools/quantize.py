@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """INT8 post-training static quantization of a trained mmpretrain classifier (ONNX, QDQ).
 
-    python tools/quantize.py CONFIG CHECKPOINT OUT.onnx [--calib-num 300] [--calib-dir DIR]
-    python tools/quantize.py configs/demo/partialnet-t0_digits.py CKPT t0_int8.onnx --eval
+    .venv/bin/python tools/quantize.py CONFIG CHECKPOINT OUT.onnx [--calib-num N] [--calib-dir D]
+    .venv/bin/python tools/quantize.py configs/demo/partialnet-t0_digits.py CKPT t0_int8.onnx --eval
 
 The backbone is fused and checked, the classifier exported to ONNX (dynamic batch and size;
 written beside OUT as ``*_fp32.onnx``), then quantized with onnxruntime's quantize_static:
@@ -56,10 +56,11 @@ def main(argv=None):
                         args.runs, sizes=args.time_size)
         sizes = list(rows[0]['latency_ms'])
         fp32 = {r['runtime']: r['latency_ms'] for r in rows if r['precision'] == 'fp32'}
+        headers = ['runtime', 'precision', 'top-1 (%)']
+        headers += [f'ms, {s} (1 thread, batch 1)' for s in sizes]
+        headers += [f'/ fp32, {s}' for s in sizes]
         print(markdown_table(
-            ['runtime', 'precision', 'top-1 (%)'] + [f'ms, {s} (1 thread, batch 1)'
-                                                    for s in sizes]
-            + [f'/ fp32, {s}' for s in sizes],
+            headers,
             [[r['runtime'], r['precision'], f"{r['top1']:.2f}"]
              + [f"{r['latency_ms'][s]:.3f}" for s in sizes]
              + [f"{r['latency_ms'][s] / fp32[r['runtime']][s]:.3f}" for s in sizes]

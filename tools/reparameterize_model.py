@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Fuse the PartialNet backbone of a trained checkpoint (classifier, detector or segmentor).
 
-    python tools/reparameterize_model.py CONFIG CHECKPOINT OUT [--cfg-options k=v ...]
-    python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
+    .venv/bin/python tools/reparameterize_model.py CONFIG CHECKPOINT OUT [--cfg-options k=v ...]
+    .venv/bin/python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
 
 mmpretrain's tool name and arguments. The checkpoint is loaded strictly into CONFIG's
 model, the backbone fused (``switch_to_deploy``) and checked against the unfused one on a
@@ -13,6 +13,7 @@ import sys
 
 from mmengine.config import DictAction
 
+from partialnet_mm import commands
 from partialnet_mm.toolkit.reparameterize import reparameterize
 
 
@@ -32,7 +33,7 @@ def main(argv=None):
     print(f'fused backbone: {done["params_before"] / 1e6:.2f}M -> '
           f'{done["params_after"] / 1e6:.2f}M parameters, max abs diff to the unfused one '
           f'{done["max_abs_diff"]:.2e}')
-    print(f'wrote {done["out"]}; evaluate it with\n  python tools/test.py {args.config} '
+    print(f'wrote {done["out"]}; evaluate it with\n  {commands.tool("test", args.config)} '
           f'{done["out"]} --cfg-options model.backbone.deploy=True')
     return 0
 

@@ -2,7 +2,7 @@
 """Test any partialnet_mm config (detection or classification) with the installed
 mmdet / mmpretrain tools/test.py; every flag of those tools is accepted, e.g.
 
-    python tools/test.py configs/mask_rcnn_partialnet_s_1x.py work_dirs/s/epoch_12.pth
+    .venv/bin/python tools/test.py configs/mask_rcnn_partialnet_s_1x.py work_dirs/s/epoch_12.pth
 """
 from partialnet_mm.toolkit.launch import run
 

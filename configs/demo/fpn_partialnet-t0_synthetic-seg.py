@@ -1,7 +1,8 @@
-# Semantic FPN with a PartialNet-T0 backbone on the generated segmentation set
-# (python -m partialnet_mm.datasets.synthetic_seg data/synthetic_seg): trains from scratch in a
-# few minutes on 2 CPU cores and evaluates with mmseg's IoUMetric (mIoU over background,
-# circle, square, triangle). mmseg's Semantic FPN is kept; the neck and head are narrowed.
+# Semantic FPN with a PartialNet-T0 backbone on the generated segmentation set, made by
+#   .venv/bin/python -m partialnet_mm.datasets.synthetic_seg data/synthetic_seg
+# Trains from scratch in a few minutes on 2 CPU cores and evaluates with mmseg's IoUMetric (mIoU
+# over background, circle, square, triangle). mmseg's Semantic FPN is kept; the neck and head are
+# narrowed.
 _base_ = [
     'mmseg::_base_/models/fpn_r50.py', 'mmseg::_base_/default_runtime.py',
 ]

@@ -1,7 +1,8 @@
-# Mask R-CNN with a PartialNet-T0 backbone on the generated synthetic COCO set
-# (python -m partialnet_mm.datasets.synthetic_coco data/synthetic_coco): trains from scratch in a
-# few minutes on 2 CPU cores and evaluates with COCO bbox/segm AP. Mask R-CNN's structure
-# is kept; the RoI heads are narrowed and sample fewer RoIs so that it fits a CPU budget.
+# Mask R-CNN with a PartialNet-T0 backbone on the generated synthetic COCO set, made by
+#   .venv/bin/python -m partialnet_mm.datasets.synthetic_coco data/synthetic_coco
+# Trains from scratch in a few minutes on 2 CPU cores and evaluates with COCO bbox/segm AP. Mask
+# R-CNN's structure is kept; the RoI heads are narrowed and sample fewer RoIs so that it fits a
+# CPU budget.
 _base_ = '../_base_/mask_rcnn_partialnet_1x.py'
 
 data_root = 'data/synthetic_coco/'

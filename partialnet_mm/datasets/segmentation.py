@@ -7,14 +7,14 @@ from mmseg.datasets import BaseSegDataset
 from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import DATASETS, TRANSFORMS
 
-from .synthetic_seg import CLASSES, PALETTE
+from .shapes import SEG_CLASSES, SEG_PALETTE
 
 
 @DATASETS.register_module()
 class SyntheticShapesSegDataset(BaseSegDataset):
-    """The set ``python -m partialnet_mm.datasets.synthetic_seg`` writes (4 classes, label 0
-    is the background and is learned, 255 is ignored)."""
-    METAINFO = dict(classes=CLASSES, palette=PALETTE)
+    """The set ``.venv/bin/python -m partialnet_mm.datasets.synthetic_seg`` writes (4 classes,
+    label 0 is the background and is learned, 255 is ignored)."""
+    METAINFO = dict(classes=SEG_CLASSES, palette=SEG_PALETTE)
 
     def __init__(self, img_suffix='.png', seg_map_suffix='.png', reduce_zero_label=False,
                  **kwargs):

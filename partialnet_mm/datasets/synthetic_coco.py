@@ -13,7 +13,9 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-CLASSES = ('circle', 'square', 'triangle')
+from .shapes import SHAPES
+
+CLASSES = SHAPES
 PALETTE = [(220, 20, 60), (0, 128, 255), (255, 190, 0)]
 
 

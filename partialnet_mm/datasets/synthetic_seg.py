@@ -12,11 +12,9 @@ from typing import Dict
 
 import numpy as np
 
-from .synthetic_coco import CLASSES as SHAPES
+from .shapes import SEG_CLASSES as CLASSES
+from .shapes import SEG_PALETTE as PALETTE
 from .synthetic_coco import _render
-
-CLASSES = ('background',) + SHAPES
-PALETTE = [(0, 0, 0), (220, 20, 60), (0, 128, 255), (255, 190, 0)]
 
 
 def make_synthetic_seg(root: str, num_train: int = 160, num_val: int = 40, size: int = 128,

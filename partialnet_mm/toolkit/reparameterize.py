@@ -3,8 +3,8 @@
 The fused checkpoint loads into the model its config builds with
 ``model.backbone.deploy=True``, so the frameworks' own test tools evaluate it:
 
-    python tools/reparameterize_model.py CONFIG CHECKPOINT OUT
-    python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
+    .venv/bin/python tools/reparameterize_model.py CONFIG CHECKPOINT OUT
+    .venv/bin/python tools/test.py CONFIG OUT --cfg-options model.backbone.deploy=True
 """
 import os.path as osp
 from typing import Optional
