@@ -42,7 +42,7 @@ def test_config_loads_and_builds(path):
     assert cfg.default_scope in FRAMEWORKS
     model = mm_build(cfg.default_scope, model_cfg)
     name = osp.basename(path)
-    expected = 'ResNet' if name.startswith(('mask_rcnn_eca', 'eca-')) else \
+    expected = 'ResNet' if name.startswith(('mask_rcnn_eca', 'eca-', 'resnet50')) else \
         'TIMMBackbone' if name.startswith('fasternet') else 'PartialNet'
     assert type(model.backbone).__name__ == expected
 
