@@ -60,6 +60,19 @@ def fused_copy(model: nn.Module) -> nn.Module:
     return fused
 
 
+def compare_outputs(ref, got, tolerance: float = FUSE_TOLERANCE) -> Tuple[float, str]:
+    """``(max abs difference, '')`` when ``got`` matches ``ref`` (tensors or sequences of
+    them) to ``tolerance`` times the largest magnitude of ``ref`` (at least 1); else the
+    difference and the sentence that says by how much. The one comparison of fused against
+    unfused, and of an export against PyTorch."""
+    diff = max_abs_diff(ref, got)
+    scale = max(1.0, max_abs(ref))
+    if diff <= tolerance * scale:  # False for NaN
+        return diff, ''
+    return diff, (f'{diff:.3g} (max abs, fp32; outputs up to {scale:.3g}) > {tolerance:g} x '
+                  f'{scale:.3g}')
+
+
 def check_fused(unfused: nn.Module, fused: nn.Module, inputs: torch.Tensor,
                 tolerance: float = FUSE_TOLERANCE, what: str = 'model',
                 action: str = 'use it') -> float:
@@ -67,13 +80,10 @@ def check_fused(unfused: nn.Module, fused: nn.Module, inputs: torch.Tensor,
     :class:`FusionMismatch` (saying it refuses to ``action``) above ``tolerance`` times the
     largest output magnitude (at least 1)."""
     with torch.no_grad():
-        ref, got = unfused(inputs), fused(inputs)
-    diff = max_abs_diff(ref, got)
-    scale = max(1.0, max_abs(ref))
-    if not diff <= tolerance * scale:  # also catches NaN
-        raise FusionMismatch(f'fused {what} differs from the unfused one by {diff:.3g} '
-                             f'(max abs, fp32; outputs up to {scale:.3g}) > {tolerance:g} x '
-                             f'{scale:.3g}: refusing to {action}')
+        diff, excess = compare_outputs(unfused(inputs), fused(inputs), tolerance)
+    if excess:
+        raise FusionMismatch(f'fused {what} differs from the unfused one by {excess}: '
+                             f'refusing to {action}')
     return diff
 
 

@@ -21,7 +21,7 @@ from partialnet_mm.benchmark.report import markdown_table
 from partialnet_mm.benchmark.runtimes import parse_runtimes
 from partialnet_mm.checkpoint import CheckpointError
 from partialnet_mm.deploy import FusionMismatch
-from partialnet_mm.toolkit.quantize import evaluate, load_classifier, quantize
+from partialnet_mm.toolkit.quantize import evaluate, quantize
 
 
 def main(argv=None):
@@ -51,9 +51,8 @@ def main(argv=None):
           f'and {done["fp32"]} (fp32); {len(done["fp32_nodes"])} Conv/Gemm nodes kept fp32 '
           f'(channel attention gates, PAT_sp gates, PAT_sf attention)')
     if args.eval:
-        cfg, model = load_classifier(args.config, args.checkpoint, args.cfg_options)
-        rows = evaluate(cfg, model, {'fp32': done['fp32'], 'int8': done['out']}, runtimes,
-                        args.runs, sizes=args.time_size)
+        rows = evaluate(done['config'], done['model'], {'fp32': done['fp32'], 'int8': done['out']},
+                        runtimes, args.runs, sizes=args.time_size)
         sizes = list(rows[0]['latency_ms'])
         fp32 = {r['runtime']: r['latency_ms'] for r in rows if r['precision'] == 'fp32'}
         headers = ['runtime', 'precision', 'top-1 (%)']

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..deploy import FUSE_TOLERANCE, fuse_and_check, max_abs_diff, randomize_norms
+from ..deploy import compare_outputs, fuse_and_check, randomize_norms
 from ..models import PartialNet, PartialNetClassifier
+from ..toolkit.onnx_export import export
 from .peers import FUSED, classifier_peers
 from .timing import environment, num_threads, time_interleaved
 
@@ -98,14 +99,6 @@ def runtime_models(arch: str, backbone: bool = False, seed: int = 0) -> Dict[str
     return models
 
 
-def export_model(model: nn.Module, path: str, batch: int, height: int, width: int,
-                 dynamic: bool, dynamo: bool) -> str:
-    """One model to ONNX (the same way for every model of a table)."""
-    from ..toolkit.onnx_export import export
-    return export(model, path, input_size=(height, width), dynamo=dynamo, dynamic=dynamic,
-                  batch=batch)
-
-
 def checked(runtime: Runtime, run: Callable, model: nn.Module, x: torch.Tensor,
             what: str) -> float:
     """The runtime's outputs against PyTorch's on ``x``; ExportMismatch above the tolerance."""
@@ -116,11 +109,9 @@ def checked(runtime: Runtime, run: Callable, model: nn.Module, x: torch.Tensor,
     if len(got) != len(ref) or any(g.shape != r.shape for g, r in zip(got, ref)):
         raise ExportMismatch(f'{what} in {runtime.name}: outputs {[tuple(g.shape) for g in got]}'
                              f', PyTorch gives {[tuple(r.shape) for r in ref]}')
-    diff = max_abs_diff(ref, got)
-    scale = max(1.0, max(r.abs().max().item() for r in ref))
-    if not diff <= FUSE_TOLERANCE * scale:
-        raise ExportMismatch(f'{what} in {runtime.name} differs from PyTorch by {diff:.3g} '
-                             f'(outputs up to {scale:.3g}) > {FUSE_TOLERANCE:g} x {scale:.3g}: '
+    diff, excess = compare_outputs(ref, got)
+    if excess:
+        raise ExportMismatch(f'{what} in {runtime.name} differs from PyTorch by {excess}: '
                              f'refusing to report its speed')
     return diff
 
@@ -162,7 +153,8 @@ def benchmark_runtimes(arch: str, runtimes: Sequence[Runtime],
             for role, (name, model) in models.items():
                 path = osp.join(tmp, f'{role}.onnx' if s.dynamic else f'{role}_{batch}.onnx')
                 if any(rt.package for rt in runtimes) and not osp.exists(path):
-                    export_model(model, path, batch, s.height, s.width, s.dynamic, s.dynamo)
+                    export(model, path, (s.height, s.width), dynamo=s.dynamo,
+                           dynamic=s.dynamic, batch=batch)
                 for rt in runtimes:
                     if rt.package is None:
                         calls[(rt.name, role)] = (lambda m=model: m(x))

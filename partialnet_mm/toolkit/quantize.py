@@ -183,7 +183,8 @@ class _Reader:
 def quantize(config: str, checkpoint: str, out: str, calib_num: int = 300,
              calib_dir: Optional[str] = None, cfg_options: Optional[dict] = None) -> dict:
     """Write ``out`` (INT8, QDQ) and its fp32 export beside it (``*_fp32.onnx``); returns
-    what it did. Nothing is written when anything fails."""
+    what it did, with the config and the fused model (for :func:`evaluate`). Nothing is
+    written when anything fails."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -217,7 +218,7 @@ def quantize(config: str, checkpoint: str, out: str, calib_num: int = 300,
         shutil.move(fp32, fp32_out)
         shutil.move(int8, out)
     return dict(out=out, fp32=fp32_out, calibration_images=len(arrays), fp32_nodes=kept,
-                config=cfg)
+                config=cfg, model=model)
 
 
 def evaluate(cfg, model: nn.Module, models: dict, runtimes, runs: int = 100,

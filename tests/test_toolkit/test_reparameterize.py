@@ -18,6 +18,21 @@ def _test_metrics(log: str, pattern: str) -> dict:
     return dict(re.findall(pattern, lines[-1]))
 
 
+def _local_data(root: str) -> list:
+    """--cfg-options that point every loader of a demo config at ``root``, in this process."""
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
+                 f'{loader}.persistent_workers=False']
+    return opts
+
+
+def _train(config: str, work: str, *options: str) -> None:
+    code, log = run([sys.executable, 'tools/train.py', config, '--work-dir', work,
+                      '--cfg-options', *options])
+    assert code == 0, log[-3000:]
+
+
 def _fuse_and_test_both(config, trained, fused, work, options, pattern):
     """reparameterize ``trained`` into ``fused``, then the metrics of ``tools/test.py`` on
     both (``options``: --cfg-options of both runs; the fused one adds deploy=True)."""
@@ -51,18 +66,12 @@ def test_reparameterize_then_test_tool_same_top1_digits(tmp_path, digits_checkpo
 def test_reparameterize_then_test_tool_same_coco_ap(tmp_path):
     root = str(tmp_path / 'coco') + '/'
     make_synthetic_coco(root, num_train=96, num_val=16, size=128)
-    opts = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
-                 f'{loader}.persistent_workers=False']
-    opts += [f'{e}.ann_file={root}annotations/instances_val.json'
-             for e in ('val_evaluator', 'test_evaluator')]
+    opts = _local_data(root) + [f'{e}.ann_file={root}annotations/instances_val.json'
+                                for e in ('val_evaluator', 'test_evaluator')]
     config = osp.join(REPO, 'configs', 'demo', 'mask_rcnn_partialnet_t0_synthetic.py')
     work = str(tmp_path / 'work')
-    code, log = run([sys.executable, 'tools/train.py', config, '--work-dir', work,
-                      '--cfg-options', 'train_cfg.max_epochs=6', 'train_cfg.val_interval=7',
-                      'default_hooks.checkpoint.interval=6', *opts])
-    assert code == 0, log[-3000:]
+    _train(config, work, 'train_cfg.max_epochs=6', 'train_cfg.val_interval=7',
+           'default_hooks.checkpoint.interval=6', *opts)
     trained, fused = osp.join(work, 'epoch_6.pth'), osp.join(work, 'epoch_6_fused.pth')
     results = _fuse_and_test_both(config, trained, fused, work, opts, r'(coco/\w+): (-?[0-9.]+)')
     assert len(results[0]) == 12 and results[0] == results[1]
@@ -76,16 +85,11 @@ def test_reparameterize_then_test_tool_same_miou_segmentor(tmp_path):
 
     root = str(tmp_path / 'seg') + '/'
     make_synthetic_seg(root, num_train=16, num_val=4, size=64)
-    opts = [f'{loader}.dataset.data_root={root}' for loader in
-            ('train_dataloader', 'val_dataloader', 'test_dataloader')]
-    opts += [f'{loader}.{key}' for loader in ('train_dataloader', 'val_dataloader')
-             for key in ('num_workers=0', 'persistent_workers=False')]
+    opts = _local_data(root)
     config = osp.join(REPO, 'configs', 'demo', 'fpn_partialnet-t0_synthetic-seg.py')
     work = str(tmp_path / 'work')
-    code, log = run([sys.executable, 'tools/train.py', config, '--work-dir', work,
-                      '--cfg-options', 'train_cfg.max_iters=160', 'train_cfg.val_interval=161',
-                      'default_hooks.checkpoint.interval=160', *opts])
-    assert code == 0, log[-3000:]
+    _train(config, work, 'train_cfg.max_iters=160', 'train_cfg.val_interval=161',
+           'default_hooks.checkpoint.interval=160', *opts)
     trained, fused = osp.join(work, 'iter_160.pth'), osp.join(work, 'iter_160_fused.pth')
     results = _fuse_and_test_both(config, trained, fused, work, opts,
                                   r'(aAcc|mIoU|mAcc): ([0-9.]+)')
