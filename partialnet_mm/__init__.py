@@ -10,6 +10,11 @@ import warnings
 # a UserWarning, printed twice or three times by every command: nothing there for the user
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
                         category=UserWarning)
+# mmdet 3.3's CSPNeXt (RTMDet's backbone) calls torch.cuda.amp.autocast, which torch deprecates
+# with a FutureWarning on every validation: mmdet's to change, nothing for the user
+warnings.filterwarnings('ignore',
+                        message=r'`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated',
+                        category=FutureWarning, module='mmdet')
 
 from .compat import patch_mmengine_checkpoint_loading  # noqa: E402
 from .models import *  # noqa: F401,F403,E402

@@ -43,7 +43,8 @@ def test_config_loads_and_builds(path):
     model = mm_build(cfg.default_scope, model_cfg)
     name = osp.basename(path)
     expected = 'ResNet' if name.startswith(('mask_rcnn_eca', 'eca-', 'resnet50')) else \
-        'TIMMBackbone' if name.startswith('fasternet') else 'PartialNet'
+        'TIMMBackbone' if name.startswith('fasternet') else \
+        'CSPNeXt' if name.startswith('rtmdet_cspnext') else 'PartialNet'
     assert type(model.backbone).__name__ == expected
 
 

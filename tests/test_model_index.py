@@ -32,7 +32,8 @@ def test_entries_carry_the_papers_figures_labelled_and_no_invented_weights():
     for name, model in MODELS.items():
         assert model.weights is None, name
         assert model.in_collection in {'PartialNet', 'ECA-Net', 'PartialNet Mask R-CNN',
-                                       'ECA-Net Mask R-CNN', 'PartialNet Semantic Segmentation'}
+                                       'ECA-Net Mask R-CNN', 'PartialNet Semantic Segmentation',
+                                       'PartialNet RTMDet'}
         paper = COLLECTIONS[model.in_collection].paper
         assert paper['URL'].startswith('https://arxiv.org/') and paper['Title'], name
         if model.results:

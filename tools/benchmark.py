@@ -5,8 +5,9 @@
     .venv/bin/python tools/benchmark.py configs/partialnet-s_8xb512_in1k.py --checkpoint CKPT
     .venv/bin/python tools/benchmark.py s --channels-last --compile --json s.json
     .venv/bin/python tools/benchmark.py t2 --no-cpu --channels-last --cuda-graph   # GPU table only
-    # vs the R50 config
+    # a detector against the mmdet config it is built on (Mask R-CNN R50; RTMDet-tiny, CSPNeXt)
     .venv/bin/python tools/benchmark.py --det configs/mask_rcnn_partialnet_s_1x.py
+    .venv/bin/python tools/benchmark.py --det configs/rtmdet_partialnet-t0_8xb32-300e_coco.py
     .venv/bin/python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
     # deployment runtimes
     .venv/bin/python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino
@@ -21,6 +22,12 @@ threads), GPU throughput (batch 256, AMP) when CUDA is available; peers are timm
 FasterNet of the same size (when timm is installed) and ResNet-50. Each row also counts the
 model's operations per forward (top-level ATen operators, torch.profiler).
 
+``--det``: a two-stage detector (Mask R-CNN) is timed whole, unfused and fused against the
+baseline, in images/s at 800x1216 (all threads); a one-stage detector (RTMDet, RTMDet-Ins),
+fused against the baseline at 640x640, batch 1, at 1 thread and at all threads, split into
+backbone + neck, head and post-processing (score filter, NMS, masks). The baseline is the
+mmdet config ours is built on (``--det-baseline`` to change it).
+
 ``--runtime``: the fused PartialNet, FasterNet and ResNet-50 exported to ONNX the same way
 (``--exporter``, fixed input size or ``--dynamic``), each export checked against PyTorch,
 then timed in PyTorch eager, ONNX Runtime and OpenVINO interleaved: 1 thread batch 1 and all
@@ -32,7 +39,8 @@ import json
 import sys
 
 from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
-                                     classifier_from_config, format_result)
+                                     benchmark_detector_parts, classifier_from_config,
+                                     format_detector_parts, format_result, is_one_stage)
 from partialnet_mm.benchmark.report import format_runtimes
 from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
                                               parse_runtimes)
@@ -44,9 +52,13 @@ def parse_args(argv=None):
     p.add_argument('model', nargs='?', default='t0',
                    help='variant (t0 t1 t2 s m l) or an mmpretrain config of ours')
     p.add_argument('--checkpoint', help='classifier checkpoint to load (else random weights)')
-    p.add_argument('--det', metavar='CONFIG', help='detection mode: a Mask R-CNN config of ours')
-    p.add_argument('--det-baseline', default='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py')
-    p.add_argument('--det-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
+    p.add_argument('--det', metavar='CONFIG', help='detection mode: a detection config of ours '
+                                                   '(Mask R-CNN, RTMDet, RTMDet-Ins)')
+    p.add_argument('--det-baseline', metavar='CONFIG',
+                   help='the yardstick (default: the mmdet config --det is built on)')
+    p.add_argument('--det-shape', type=int, nargs=2, metavar=('H', 'W'),
+                   help='input size (default: 800 1216 for two-stage detectors and the '
+                        'backbones of --runtime --backbone, 640 640 for one-stage ones)')
     p.add_argument('--input-size', type=int, default=224)
     p.add_argument('--runs', type=int, default=100, help='timed CPU latency runs per model')
     p.add_argument('--warmup', type=int, default=10)
@@ -107,6 +119,9 @@ def main(argv=None):
         args.runs, args.warmup, args.rounds = 2, 1, 1
         args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
         args.det_shape = (256, 320)
+    one_stage = bool(args.det) and is_one_stage(args.det)
+    if args.det_shape is None:
+        args.det_shape = (640, 640) if one_stage else (800, 1216)
     if args.det and args.no_cpu:
         print('error: --no-cpu is for classifiers; detection mode always times the CPU',
               file=sys.stderr)
@@ -114,6 +129,11 @@ def main(argv=None):
     if args.runtime:
         return run_runtimes(args)
     try:
+        if one_stage:
+            result = benchmark_detector_parts(
+                args.det, args.det_baseline, *args.det_shape, runs=args.runs,
+                warmup=min(args.warmup, 2), rounds=args.rounds)
+            return report(result, args, format_detector_parts)
         if args.det:
             result = benchmark_detector(
                 args.det, args.det_baseline, *args.det_shape, runs=args.cpu_runs if not

@@ -74,3 +74,28 @@ def format_runtimes(result: dict) -> str:
     lines.append(', '.join(f'{k} {env[k]}' for k in ('torch', 'onnxruntime', 'openvino')
                            if k in env) + f", {env['cpu']} ({env['cpu_count']} CPUs)")
     return '\n'.join(lines)
+
+
+def format_detector_parts(result: dict) -> str:
+    """A one-stage detector table (``benchmark_detector_parts``): milliseconds per part for
+    the fused PartialNet detector and the baseline at each thread count, the ratio, and the
+    machine."""
+    s = result['settings']
+    roles = list(result['models'])
+    rows = []
+    for n, by_role in result['ms'].items():
+        fused, base = (by_role[r] for r in roles)
+        for part in fused:
+            rows.append([f"{n} thread{'s' if int(n) > 1 else ''}", part,
+                         format(fused[part], '.1f'), format(base[part], '.1f'),
+                         format(fused[part] / base[part], '.2f')])
+    names = [result['models'][r] for r in roles]
+    table = markdown_table(['CPU', 'part', f'{names[0]} (ms)', f'{names[1]} (ms)', 'ratio'], rows)
+    params = ', '.join(f"{result['models'][r]} {result['params_m'][r]:.2f} M" for r in roles)
+    env = result['env']
+    return '\n'.join([
+        f"{s['height']}x{s['width']}, batch 1, median of {s['runs']} interleaved calls "
+        f"({s['weights']})", '', table, '',
+        f"params: {params}",
+        f"fused vs unfused backbone max abs diff (fp32): {result['fused_max_abs_diff']:.2e}",
+        f"torch {env['torch']}, {env['cpu']} ({env['cpu_count']} CPUs)"])

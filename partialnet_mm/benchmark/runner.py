@@ -12,10 +12,9 @@ from typing import Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..deploy import check_fused, fuse_and_check, fused_copy, randomize_norms
-from ..models import PartialNet, PartialNetClassifier
+from ..deploy import check_fused, fuse_and_check, randomize_norms
+from ..models import PartialNetClassifier
 from ..models.classifiers import load_classifier_checkpoint
-from ..registration import build_model
 from .peers import FUSED, UNFUSED, classifier_peers
 from .timing import (capture_cuda_graph, count_ops, cudnn_benchmark, environment, num_threads,
                      time_interleaved)
@@ -205,61 +204,4 @@ def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSe
                               gpu_batch=s.gpu_batch if use_cuda else None,
                               checkpoint=checkpoint, weights='checkpoint' if checkpoint else
                               'random (BN statistics randomised)'),
-                env=environment(use_cuda))
-
-
-# ---------------------------------------------------------------------- detection
-def benchmark_detector(config, baseline='mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
-                       height: int = 800, width: int = 1216, runs: int = 5, warmup: int = 1,
-                       rounds: int = 5, cuda: Optional[bool] = None, seed: int = 0) -> dict:
-    """Images/s of Mask R-CNN with a PartialNet backbone (unfused and fused) against the
-    baseline config, on the same preprocessed image (batch 1, all CPU threads, and the
-    GPU when there is one). Random weights: heads keep few boxes."""
-    from mmdet.structures import DetDataSample
-    from mmengine.config import Config
-    from mmengine.hub import get_config
-
-    def load(path):
-        return get_config(path) if '::' in str(path) else Config.fromfile(path)
-
-    torch.manual_seed(seed)
-    cfg = load(config)
-    unfused = build_model(cfg, backbone_weights=False).eval()  # speed needs no weights
-    if not isinstance(unfused.backbone, PartialNet):
-        raise ValueError(f'{config}: the backbone is {type(unfused.backbone).__name__}, '
-                         f'not PartialNet')
-    randomize_norms(unfused.backbone, seed)
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    fused = fused_copy(unfused)
-    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone',
-                       action=REFUSAL)
-    arch = cfg.model.backbone.get('arch')
-    label = arch.upper() if isinstance(arch, str) else 'custom'
-    runner = BenchmarkRunner({
-        UNFUSED: (f'Mask R-CNN PartialNet-{label} unfused', unfused),
-        FUSED: (f'Mask R-CNN PartialNet-{label} fused', fused),
-        'baseline': ('Mask R-CNN R50 (baseline config)',
-                     build_model(load(baseline), backbone_weights=False).eval())})
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(height, width), ori_shape=(height, width), pad_shape=(height, width),
-        batch_input_shape=(height, width), scale_factor=(1.0, 1.0)))
-
-    def predict(model, inputs):
-        return model(inputs, [sample], mode='predict')
-
-    def image(device):
-        return x.to(device)
-
-    cpu = runner.time('cpu_images_per_s', runner.calls(image, 'cpu', predict), warmup, runs,
-                      rounds, lambda t: 1 / t)
-    use_cuda = torch.cuda.is_available() if cuda is None else cuda
-    if use_cuda:
-        runner.time('gpu_images_per_s', runner.calls(image, 'cuda', predict), warmup, runs,
-                    rounds, lambda t: 1 / t, cuda=True)
-    ratios = fused_ratios(cpu, 'fused_over_unfused_cpu', 'fused_over_{role}_cpu', throughput=True)
-    return dict(kind='detector', config=str(config), baseline=str(baseline),
-                fused_max_abs_diff=diff, rows=list(runner.rows.values()), ratios=ratios,
-                settings=dict(height=height, width=width, runs=runs, warmup=warmup,
-                              rounds=rounds, batch=1, threads=torch.get_num_threads(),
-                              weights='random (BN statistics randomised)'),
                 env=environment(use_cuda))

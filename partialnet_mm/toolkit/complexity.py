@@ -126,17 +126,19 @@ PAPER_MASK_RCNN = {
 
 def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool = False,
                         num_proposals: int = 1000) -> Dict[str, float]:
-    """Params (M) and FLOPs (G) of an mmdet two-stage detector config on one
-    ``height x width`` image, counted with mmengine's counter (what mmdet 3.x's
-    ``get_flops.py`` uses).
+    """Params (M) and FLOPs (G) of an mmdet detector config on one ``height x width`` image,
+    counted with mmengine's counter (what mmdet 3.x's ``get_flops.py`` uses); ``backbone_flops``
+    is the backbone's share.
 
-    The forward is the one mmdet 2.x's ``forward_dummy`` counted: backbone, neck,
-    RPN head, then the RoI head on a fixed set of ``num_proposals`` boxes (the mask
-    head on the first 100, as mmdet does). The ``tensor`` forward of mmdet 3.x would
-    instead run the RPN of a randomly initialised model, whose number of boxes
-    surviving NMS, and so the head FLOPs, changes from model to model. Params are
-    those of the training graph; with ``deploy`` the FLOPs are counted after the
-    backbone's ``switch_to_deploy()`` (the paper's convention for classification).
+    A one-stage detector (RTMDet, RetinaNet: no ``roi_head``) is counted on its ``tensor``
+    forward (backbone, neck, head; no NMS), as mmdet's ``get_flops.py`` counts it. A two-stage
+    detector is counted on the forward mmdet 2.x's ``forward_dummy`` counted: backbone, neck,
+    RPN head, then the RoI head on a fixed set of ``num_proposals`` boxes (the mask head on
+    the first 100, as mmdet does). The ``tensor`` forward of mmdet 3.x would instead run the
+    RPN of a randomly initialised model, whose number of boxes surviving NMS, and so the head
+    FLOPs, changes from model to model. Params are those of the training graph; with
+    ``deploy`` the FLOPs are counted after the backbone's ``switch_to_deploy()`` (the paper's
+    convention for classification).
     """
     from mmengine.structures import InstanceData
 
@@ -144,12 +146,14 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
 
     model = build_model(cfg, backbone_weights=False).eval()
     params = sum(p.numel() for p in model.parameters())
-    if deploy:
+    backbone_params = sum(p.numel() for p in model.backbone.parameters())
+    if deploy and hasattr(model.backbone, 'switch_to_deploy'):
         model.backbone.switch_to_deploy()
     g = torch.Generator().manual_seed(0)
     xy = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.8
     wh = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.2 + 8
     proposals = InstanceData(bboxes=torch.cat([xy, xy + wh], dim=1))
+    two_stage = getattr(model, 'roi_head', None) is not None
 
     class _Dummy(torch.nn.Module):
         def __init__(self, detector):
@@ -158,11 +162,17 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
 
         def forward(self, x):
             feats = self.detector.extract_feat(x)
+            if not two_stage:
+                return self.detector.bbox_head(feats)
             rpn = self.detector.rpn_head(feats)
             return rpn, self.detector.roi_head(feats, [proposals])
 
-    result = _complexity(_Dummy(model), (torch.zeros(1, 3, height, width),))
+    x = torch.zeros(1, 3, height, width)
+    result = _complexity(_Dummy(model), (x,))
+    backbone = _complexity(model.backbone, (x,))
     return dict(params=params / 1e6, flops=result['flops'] / 1e9,
+                backbone_params=backbone_params / 1e6,
+                backbone_flops=backbone['flops'] / 1e9,
                 attention_flops=result['by_operator'].get('scaled_dot_product_attention', 0) / 1e9)
 
 

@@ -109,12 +109,14 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
 
     import partialnet_mm  # noqa: F401  registration + checkpoint-loading fix
     from partialnet_mm.datasets.preflight import DataConfigError, check_data
+    from partialnet_mm.registration import NeckMismatch, check_neck_channels
 
     cfg = config_with_options(config, argv)
     try:
+        check_neck_channels(cfg.model)  # before the data: a model error costs no data check
         check_data(cfg, ['test_dataloader'] if kind == 'test' else
                    ['train_dataloader', 'val_dataloader'])
-    except DataConfigError as err:
+    except (NeckMismatch, DataConfigError) as err:
         raise SystemExit(f'{config}: {err}')
     tool = framework_tool(cfg.get('default_scope', None), kind)
     if _launcher(argv) != 'none' and not torch.cuda.is_available():

@@ -15,6 +15,7 @@ import torch
 
 AP_KEYS = ('coco/bbox_mAP', 'coco/segm_mAP')
 HEADER = 18  # height of the column titles above the first row, pixels
+MIN_SIZE = 384  # smaller images are drawn enlarged, so that the visualiser's labels fit
 
 
 def predict(model: torch.nn.Module, dataset, indices: Sequence[int]) -> list:
@@ -34,12 +35,40 @@ def _header(width: int, text: str) -> np.ndarray:
     return strip
 
 
+def _enlarged(sample, factor: int):
+    """A copy of a DetDataSample with its ground truth and predictions (boxes, masks) scaled by
+    an integer factor: the visualiser's label size is fixed in pixels, so on a small image the
+    labels of nearby boxes cover each other."""
+    sample = sample.clone()  # clone() is shallow: fields are replaced below, never changed
+    for key in ('gt_instances', 'pred_instances'):
+        if key not in sample:
+            continue
+        instances = getattr(sample, key).clone()
+        setattr(sample, key, instances)
+        if 'bboxes' in instances:
+            boxes = instances.bboxes
+            if isinstance(boxes, torch.Tensor):
+                instances.bboxes = boxes * factor
+            else:  # mmdet's box types
+                instances.bboxes = boxes.clone()
+                instances.bboxes.rescale_((factor, factor))
+        if 'masks' in instances:
+            masks = instances.masks
+            if isinstance(masks, torch.Tensor):
+                instances.masks = masks.repeat_interleave(factor, -2).repeat_interleave(factor, -1)
+            else:  # BitmapMasks / PolygonMasks
+                instances.masks = masks.resize((masks.height * factor, masks.width * factor))
+    return sample
+
+
 def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
-                     score_thr: float = 0.3, gap: int = 4) -> str:
+                     score_thr: float = 0.3, gap: int = 4, min_size: int = MIN_SIZE) -> str:
     """One row per image: the ground truth, then each column's predictions, drawn by mmdet's
     ``DetLocalVisualizer`` (boxes, masks, class names, scores); written as a PNG.
 
-    ``columns`` maps a title to the samples ``predict`` returned for the same images."""
+    ``columns`` maps a title to the samples ``predict`` returned for the same images. Images
+    whose shorter side is under ``min_size`` are drawn enlarged by a whole factor (nearest
+    neighbour), boxes and masks with them, so that the labels stay readable."""
     import mmcv
     lists = list(columns.values())
     if not lists or any(len(s) != len(lists[0]) for s in lists):
@@ -47,13 +76,16 @@ def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
     rows = []
     for j, sample in enumerate(lists[0]):
         image = mmcv.imread(sample.img_path, channel_order='rgb')
+        factor = max(1, -(-min_size // min(image.shape[:2])))
+        if factor > 1:
+            image = image.repeat(factor, 0).repeat(factor, 1)
         cells = []
-        visualizer.add_datasample('ground truth', image, sample, draw_gt=True, draw_pred=False,
-                                  show=False)
+        visualizer.add_datasample('ground truth', image, _enlarged(sample, factor), draw_gt=True,
+                                  draw_pred=False, show=False)
         cells.append(('ground truth', visualizer.get_image()))
         for title, samples in columns.items():
-            visualizer.add_datasample(title, image, samples[j], draw_gt=False, draw_pred=True,
-                                      pred_score_thr=score_thr, show=False)
+            visualizer.add_datasample(title, image, _enlarged(samples[j], factor), draw_gt=False,
+                                      draw_pred=True, pred_score_thr=score_thr, show=False)
             cells.append((title, visualizer.get_image()))
         spacer = np.full((cells[0][1].shape[0] + HEADER * (j == 0), gap, 3), 255, np.uint8)
         parts = []
@@ -64,7 +96,9 @@ def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
         rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
     picture = np.concatenate(rows[:-1], axis=0)
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    mmcv.imwrite(mmcv.rgb2bgr(picture), out_file)
+    import cv2
+    # PNG at full compression: the noisy backgrounds make the default file about 5x larger
+    mmcv.imwrite(mmcv.rgb2bgr(picture), out_file, params=[cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out_file
 
 

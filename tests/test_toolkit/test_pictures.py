@@ -56,10 +56,12 @@ def test_demo_writes_and_prints_its_pictures(tmp_path):
                      '--num-val', '4', '--pictures', '2', '--data-root', str(tmp_path / 'data'),
                      '--work-dir', str(tmp_path / 'work')])
     assert code == 0, out[-3000:]
-    drawn = re.search(r'Predictions \(ground truth \| untrained \| trained\): (\S+)', out).group(1)
-    curves = re.search(r'Training loss and val AP per epoch: (\S+)', out).group(1)
+    drawn = re.search(r'Predictions \(ground truth \| untrained \| trained, 1 epochs\): (\S+)',
+                      out).group(1)
+    curves = re.search(r'Training loss and val AP per epoch \(.*\): (\S+)', out).group(1)
     assert drawn == str(tmp_path / 'work' / 'pictures' / 'predictions.png')
     picture = cv2.imread(drawn)
-    # two val images of 160x160, three columns (ground truth, untrained, trained), a title row
-    assert picture.shape == (18 + 2 * 160 + 4, 3 * 160 + 2 * 4, 3)
+    # two val images of 160x160 drawn at 480x480 (3x, so that the labels fit), three columns
+    # (ground truth, untrained, trained), a title row
+    assert picture.shape == (18 + 2 * 480 + 4, 3 * 480 + 2 * 4, 3)
     assert cv2.imread(curves).shape == (300, 800, 3)

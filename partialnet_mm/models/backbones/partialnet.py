@@ -268,6 +268,14 @@ class PartialNet(BaseModule):
         return result
 
     @classmethod
+    def output_channels(cls, arch: Union[str, dict] = 's',
+                        out_indices: Sequence[int] = (0, 1, 2, 3)) -> List[int]:
+        """The channels of the feature maps ``forward`` returns for ``arch`` and
+        ``out_indices``, without building the network (what a neck's in_channels must be)."""
+        embed_dims = cls.parse_arch(arch)['embed_dims']
+        return [embed_dims * 2 ** i for i in cls.parse_out_indices(out_indices)]
+
+    @classmethod
     def parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
         if isinstance(out_indices, int):
             out_indices = (out_indices,)
