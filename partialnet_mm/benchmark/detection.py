@@ -11,7 +11,7 @@ Speed is reported only after the fused backbone is shown to compute the unfused 
 (:mod:`partialnet_mm.deploy`). Needs mmdet.
 """
 import os.path as osp
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 
@@ -124,7 +124,8 @@ def benchmark_detector(config, baseline: Optional[str] = None, height: int = 800
                 env=environment(use_cuda))
 
 
-def _part_calls(model, x: torch.Tensor, sample, head_outputs: tuple) -> Dict[str, callable]:
+def _part_calls(model, x: torch.Tensor, sample,
+                head_outputs: tuple) -> Dict[str, Callable[[], object]]:
     """One no-argument call per timed part of a one-stage detector's inference on ``x``. The
     head runs on the features computed once; the post-processing on ``head_outputs``."""
     head = model.bbox_head
