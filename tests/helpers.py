@@ -21,6 +21,19 @@ def tool_env(unset=(), **extra):
     return env
 
 
+def coco_data_options(root):
+    """``--cfg-options`` pointing a detection config's loaders and COCO metrics at a generated
+    COCO set (the ``coco_root`` fixture), loading in the main process."""
+    root = root.rstrip('/') + '/'
+    opts = []
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
+                 f'{loader}.persistent_workers=False']
+    for ev in ('val_evaluator', 'test_evaluator'):
+        opts.append(f'{ev}.ann_file={root}annotations/instances_val.json')
+    return opts
+
+
 def run(args, timeout=600, cwd=REPO):
     """Run a command (a tool) from the repository root; returns (exit code, stdout+stderr)."""
     env = tool_env()

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, tool_env
 
 EPOCHS_1 = ['--cfg-options', 'train_cfg.max_epochs=1', 'default_hooks.checkpoint.interval=1']
 # (pattern matched against the start of a command, what to do): 'skip: why', or a list of
@@ -85,9 +85,8 @@ def test_readme_commands_run_as_written_without_activation(tmp_path):
     no work_dirs; an environment without VIRTUAL_ENV, PYTHONPATH or the venv on PATH."""
     for name in ('tools', 'configs', '.venv'):
         os.symlink(osp.join(REPO, name), tmp_path / name)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('VIRTUAL_ENV', 'PYTHONPATH', 'PYTHONHOME', 'CONDA_PREFIX')}
-    env['PATH'] = '/usr/local/bin:/usr/bin:/bin'
+    env = tool_env(unset=('VIRTUAL_ENV', 'PYTHONPATH', 'PYTHONHOME', 'CONDA_PREFIX'),
+                   PATH='/usr/local/bin:/usr/bin:/bin')
     ran = []
     for command in readme_commands():
         action = rule(command)

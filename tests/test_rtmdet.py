@@ -13,7 +13,7 @@ from mmengine.config import Config
 from partialnet_mm.models import PartialNet
 from partialnet_mm.registration import NeckMismatch, build_model, check_neck_channels
 
-from helpers import REPO, run
+from helpers import REPO, coco_data_options, run
 
 # config -> (arch, the mmdet config it is built on, neck in_channels)
 RTMDET = {
@@ -43,14 +43,13 @@ def _plain(value):
 
 @pytest.mark.parametrize('name', sorted(RTMDET))
 def test_config_keeps_mmdets_recipe_and_changes_only_the_backbone(name):
-    from mmengine.hub import get_config
-
     from partialnet_mm.benchmark.detection import mmdet_base_config
+    from partialnet_mm.registration import load_config
 
     arch, base_name, channels = RTMDET[name]
     path = osp.join(REPO, 'configs', name)
     assert mmdet_base_config(path) == f'mmdet::rtmdet/{base_name}'
-    ours, base = Config.fromfile(path), get_config(f'mmdet::rtmdet/{base_name}')
+    ours, base = Config.fromfile(path), load_config(f'mmdet::rtmdet/{base_name}')
     bb = ours.model.backbone
     assert (bb.type, bb.arch, bb.out_indices) == ('PartialNet', arch, (1, 2, 3))
     assert bb.init_cfg == dict(type='Pretrained',
@@ -126,17 +125,14 @@ def test_downstream_config_on_mmdets_base_trains_under_mmdets_own_tools(coco_roo
             neck=dict(in_channels=[64, 128, 256]))
     """))
     tools = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools')
-    root = coco_root.rstrip('/') + '/'
-    ann = f'{root}annotations/instances_val.json'
+    # mmdet's COCO base names train2017/ and val2017/: the generated set's names and classes
     options = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-               'model.bbox_head.num_classes=3', f'val_evaluator.ann_file={ann}',
-               f'test_evaluator.ann_file={ann}']
+               'model.bbox_head.num_classes=3', *coco_data_options(coco_root)]
     for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
                           ('test_dataloader', 'val')):
-        options += [f'{loader}.dataset.data_root={root}', f'{loader}.batch_size=4',
+        options += [f'{loader}.batch_size=4',
                     f'{loader}.dataset.ann_file=annotations/instances_{split}.json',
-                    f'{loader}.dataset.data_prefix.img={split}/', f'{loader}.num_workers=0',
-                    f'{loader}.persistent_workers=False',
+                    f'{loader}.dataset.data_prefix.img={split}/',
                     f'{loader}.dataset.metainfo.classes=[circle,square,triangle]']
     work = tmp_path / 'work'
     code, out = run([sys.executable, osp.join(tools, 'train.py'), 'my_rtmdet.py', '--work-dir',

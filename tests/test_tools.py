@@ -8,18 +8,7 @@ import sys
 
 import pytest
 
-from helpers import DEMO, REPO, run, tool_env
-
-
-def _data_options(root):
-    root = root.rstrip('/') + '/'
-    opts = []
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        opts += [f'{loader}.dataset.data_root={root}', f'{loader}.num_workers=0',
-                 f'{loader}.persistent_workers=False']
-    for ev in ('val_evaluator', 'test_evaluator'):
-        opts.append(f'{ev}.ann_file={root}annotations/instances_val.json')
-    return opts
+from helpers import DEMO, REPO, coco_data_options, run, tool_env
 
 
 @pytest.mark.slow
@@ -27,13 +16,13 @@ def test_train_then_test_tools_give_coco_metrics(coco_root, tmp_path):
     work = str(tmp_path / 'work')
     code, out = run([sys.executable, 'tools/train.py', DEMO, '--work-dir', work,
                       '--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-                      'train_dataloader.batch_size=2', *_data_options(coco_root)])
+                      'train_dataloader.batch_size=2', *coco_data_options(coco_root)])
     assert code == 0, out[-3000:]
     assert re.search(r'Epoch\(train\) +\[1\]\[4/4\]', out), out[-2000:]
     ckpt = osp.join(work, 'epoch_1.pth')
     assert osp.isfile(ckpt)
     code, out = run([sys.executable, 'tools/test.py', DEMO, ckpt, '--work-dir', work,
-                      '--cfg-options', *_data_options(coco_root)])
+                      '--cfg-options', *coco_data_options(coco_root)])
     assert code == 0, out[-3000:]
     assert re.search(r'coco/bbox_mAP: [0-9.]+', out) and re.search(r'coco/segm_mAP: [0-9.]+', out)
 
@@ -44,7 +33,7 @@ def test_distributed_training_two_processes_gloo(coco_root, tmp_path):
     code, out = run(['bash', '-c', f'{env_py} PORT=29533 bash tools/dist_train.sh {DEMO} 2 '
                       f'--work-dir {tmp_path} --cfg-options train_cfg.max_epochs=1 '
                       f'train_cfg.val_interval=1 train_dataloader.batch_size=2 '
-                      + ' '.join(_data_options(coco_root))])
+                      + ' '.join(coco_data_options(coco_root))])
     assert code == 0, out[-3000:]
     # 8 images, 2 per process: 2 iterations per epoch with 2 processes (4 with one)
     assert re.search(r'Epoch\(train\) +\[1\]\[2/2\]', out), out[-2000:]
@@ -142,7 +131,7 @@ def test_two_nodes_train_then_slurm_test_evaluates_the_checkpoint(coco_root, tmp
 
     from helpers import mm_build
     args = ['--cfg-options', 'train_cfg.max_epochs=1', 'train_cfg.val_interval=2',
-            'train_dataloader.batch_size=2', *_data_options(coco_root)]
+            'train_dataloader.batch_size=2', *coco_data_options(coco_root)]
     procs = [subprocess.Popen(['bash', 'tools/dist_train.sh', DEMO, '1', '--work-dir',
                                str(tmp_path / f'node{rank}'), *args], cwd=REPO,
                               env=_env(NNODES='2', NODE_RANK=str(rank), MASTER_ADDR='127.0.0.1',
@@ -165,7 +154,7 @@ def test_two_nodes_train_then_slurm_test_evaluates_the_checkpoint(coco_root, tmp
                SRUN_EXEC='1', GPUS='1', MASTER_PORT='29538')
     proc = subprocess.run(['bash', 'tools/slurm_test.sh', 'cpu', 'pn-t0', DEMO, str(ckpt),
                            '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-                           *_data_options(coco_root)], cwd=REPO, env=env,
+                           *coco_data_options(coco_root)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

@@ -40,11 +40,12 @@ import sys
 
 from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
                                      benchmark_detector_parts, classifier_from_config,
-                                     format_detector_parts, format_result, is_one_stage)
+                                     format_detector_parts, format_result)
 from partialnet_mm.benchmark.report import format_runtimes
 from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
                                               parse_runtimes)
 from partialnet_mm.deploy import FusionMismatch
+from partialnet_mm.registration import is_one_stage, load_config
 
 
 def parse_args(argv=None):
@@ -119,7 +120,7 @@ def main(argv=None):
         args.runs, args.warmup, args.rounds = 2, 1, 1
         args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
         args.det_shape = (256, 320)
-    one_stage = bool(args.det) and is_one_stage(args.det)
+    one_stage = bool(args.det) and is_one_stage(load_config(args.det).model)
     if args.det_shape is None:
         args.det_shape = (640, 640) if one_stage else (800, 1216)
     if args.det and args.no_cpu:

@@ -164,7 +164,7 @@ def main():
     make_synthetic_coco(args.data_root, args.num_train, args.num_val, seed=args.seed)
     images = range(min(args.pictures, args.num_val))
     runs = []
-    for i, (name, config) in enumerate(models):
+    for name, config in models:
         sub = work_dir if len(models) == 1 else osp.join(work_dir, osp.basename(config)[:-3])
         runs.append(train_one(args, name, config, sub, images))
 

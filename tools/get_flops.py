@@ -7,15 +7,14 @@
 "diff, R50-normalised" divides each ratio to the paper by R50's: the part of the gap
 that the counting convention (ours against the paper's) puts on R50 too.
 
-FLOPs are multiply-adds by mmengine's counter (mmdet's method) on the forward mmdet
-2.x counted (backbone, neck, RPN head, RoI head on 1000 fixed proposals, mask head on
-100). For ImageNet figures of the classifiers use tools/fidelity.py.
+FLOPs are multiply-adds by mmengine's counter (mmdet's method): for Mask R-CNN on the
+forward mmdet 2.x counted (backbone, neck, RPN head, RoI head on 1000 fixed proposals, mask
+head on 100); for one-stage detectors (RTMDet) on the network without NMS. For ImageNet
+figures of the classifiers use tools/fidelity.py.
 """
 import argparse
 
-from mmengine.config import Config
-from mmengine.hub import get_config
-
+from partialnet_mm.registration import load_config
 from partialnet_mm.toolkit.complexity import PAPER_MASK_RCNN, detector_complexity
 
 PAPER_CONFIGS = {
@@ -24,10 +23,6 @@ PAPER_CONFIGS = {
     'm': 'configs/mask_rcnn_partialnet_m_1x.py',
     'l': 'configs/mask_rcnn_partialnet_l_1x.py',
 }
-
-
-def load(path):
-    return get_config(path) if '::' in path else Config.fromfile(path)
 
 
 def main():
@@ -41,7 +36,7 @@ def main():
     if not args.paper:
         if not args.config:
             parser.error('give a config or --paper')
-        r = detector_complexity(load(args.config), h, w, deploy=args.deploy)
+        r = detector_complexity(load_config(args.config), h, w, deploy=args.deploy)
         print(f"{args.config}: {r['params']:.2f} M params, {r['flops']:.1f} GFLOPs at {w}x{h}")
         return
     print(f'Mask R-CNN at {w}x{h}, mmengine counter (fused attention counted as its matmuls)')
@@ -50,7 +45,7 @@ def main():
     print('|---|---|---|---|---|---|---|---|---|---|')
     r50 = None
     for name, path in PAPER_CONFIGS.items():
-        cfg = load(path)
+        cfg = load_config(path)
         train = detector_complexity(cfg, h, w)
         deploy = detector_complexity(cfg, h, w, deploy=True) if name != 'r50' else train
         paper = PAPER_MASK_RCNN[name]
@@ -62,6 +57,7 @@ def main():
               f"{deploy['flops']:.1f} | {deploy['attention_flops']:.1f} | {paper['flops']} | "
               f"{100 * (deploy['flops'] / paper['flops'] - 1):+.1f}% | "
               f"{100 * (deploy['flops'] / paper['flops'] / r50 - 1):+.1f}% |", flush=True)
+
 
 if __name__ == '__main__':
     main()

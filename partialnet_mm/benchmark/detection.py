@@ -17,7 +17,7 @@ import torch
 
 from ..deploy import check_fused, fused_copy, randomize_norms
 from ..models import PartialNet
-from ..registration import build_model
+from ..registration import build_model, is_one_stage, load_config
 from .peers import FUSED, UNFUSED
 from .runner import REFUSAL, BenchmarkRunner, fused_ratios
 from .timing import environment, num_threads, time_interleaved
@@ -25,13 +25,6 @@ from .timing import environment, num_threads, time_interleaved
 BASELINE = 'baseline'
 # the parts of a one-stage detector's inference, in order; 'total' is network + post-processing
 PARTS = ('backbone + neck', 'head', 'network (no NMS)', 'post-processing', 'total')
-
-
-def load_config(path):
-    """A config file, or a package config (``mmdet::...``) of an installed framework."""
-    from mmengine.config import Config
-    from mmengine.hub import get_config
-    return get_config(path) if '::' in str(path) else Config.fromfile(path)
 
 
 def mmdet_base_config(path: str) -> Optional[str]:
@@ -48,17 +41,21 @@ def mmdet_base_config(path: str) -> Optional[str]:
     return None
 
 
-def _partialnet_detector(config, seed: int):
-    """The detector of ``config`` (random weights, BN statistics randomised) and its copy with
-    the backbone fused, checked to compute the same features."""
-    cfg = load_config(config)
+def _checked_detectors(cfg, config, height: int, width: int, seed: int):
+    """The detector of ``cfg`` (random weights, BN statistics randomised), its copy with the
+    backbone fused, the input both are timed on, and the fused-against-unfused difference of
+    the backbone on it (a speed of a fused graph that computes something else is refused)."""
     unfused = build_model(cfg, backbone_weights=False).eval()  # speed needs no weights
     if not isinstance(unfused.backbone, PartialNet):
         raise ValueError(f'{config}: the backbone is {type(unfused.backbone).__name__}, '
                          f'not PartialNet')
     randomize_norms(unfused.backbone, seed)
+    fused = fused_copy(unfused)
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone',
+                       action=REFUSAL)
     arch = cfg.model.backbone.get('arch')
-    return cfg, unfused, fused_copy(unfused), arch.upper() if isinstance(arch, str) else 'custom'
+    return unfused, fused, x, diff, arch.upper() if isinstance(arch, str) else 'custom'
 
 
 def _baseline(config, baseline: Optional[str]) -> str:
@@ -76,12 +73,6 @@ def _sample(height: int, width: int):
         batch_input_shape=(height, width), scale_factor=(1.0, 1.0)))
 
 
-def is_one_stage(config) -> bool:
-    """A detector with a dense head only (RTMDet, RetinaNet...), no RPN + RoI head."""
-    model = load_config(config).model
-    return 'bbox_head' in model and 'roi_head' not in model
-
-
 def benchmark_detector(config, baseline: Optional[str] = None, height: int = 800,
                        width: int = 1216, runs: int = 5, warmup: int = 1, rounds: int = 5,
                        cuda: Optional[bool] = None, seed: int = 0) -> dict:
@@ -91,10 +82,8 @@ def benchmark_detector(config, baseline: Optional[str] = None, height: int = 800
     few boxes."""
     torch.manual_seed(seed)
     baseline = _baseline(config, baseline)
-    cfg, unfused, fused, label = _partialnet_detector(config, seed)
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone',
-                       action=REFUSAL)
+    cfg = load_config(config)
+    unfused, fused, x, diff, label = _checked_detectors(cfg, config, height, width, seed)
     name = cfg.model.type
     runner = BenchmarkRunner({
         UNFUSED: (f'{name} PartialNet-{label} unfused', unfused),
@@ -157,13 +146,11 @@ def benchmark_detector_parts(config, baseline: Optional[str] = None, height: int
     ``total`` is the network plus the post-processing."""
     torch.manual_seed(seed)
     baseline = _baseline(config, baseline)
-    if not is_one_stage(config):
+    cfg = load_config(config)
+    if not is_one_stage(cfg.model):
         raise ValueError(f'{config}: not a one-stage detector (it has an RoI head); the part '
                          f'split is for RTMDet-like detectors')
-    cfg, unfused, fused, label = _partialnet_detector(config, seed)
-    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(seed))
-    diff = check_fused(unfused.backbone, fused.backbone, x, what='PartialNet backbone',
-                       action=REFUSAL)
+    unfused, fused, x, diff, label = _checked_detectors(cfg, config, height, width, seed)
     base = build_model(load_config(baseline), backbone_weights=False).eval()
     params = {FUSED: sum(p.numel() for p in unfused.parameters()) / 1e6,  # training graph
               BASELINE: sum(p.numel() for p in base.parameters()) / 1e6}

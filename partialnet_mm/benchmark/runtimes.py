@@ -22,6 +22,7 @@ from ..deploy import compare_outputs, fuse_and_check, randomize_norms
 from ..models import PartialNet, PartialNetClassifier
 from ..toolkit.onnx_export import export
 from .peers import FUSED, classifier_peers
+from .runner import REFUSAL
 from .timing import environment, num_threads, time_interleaved
 
 
@@ -91,7 +92,7 @@ def runtime_models(arch: str, backbone: bool = False, seed: int = 0) -> Dict[str
     randomize_norms(unfused.eval(), seed)
     check = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(seed))
     fused, _ = fuse_and_check(unfused, check, what=f'PartialNet-{arch.upper()}',
-                              action='report its speed')
+                              action=REFUSAL)
     models = {FUSED: (f'PartialNet-{arch.upper()} fused' + (' backbone' if backbone else ''),
                       fused)}
     for role, (name, model) in classifier_peers(arch, backbone).items():
@@ -112,7 +113,7 @@ def checked(runtime: Runtime, run: Callable, model: nn.Module, x: torch.Tensor,
     diff, excess = compare_outputs(ref, got)
     if excess:
         raise ExportMismatch(f'{what} in {runtime.name} differs from PyTorch by {excess}: '
-                             f'refusing to report its speed')
+                             f'refusing to {REFUSAL}')
     return diff
 
 

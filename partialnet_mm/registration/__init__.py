@@ -21,6 +21,19 @@ def check_scope(scope) -> str:
     return scope
 
 
+def load_config(path):
+    """A config file, or a package config (``mmdet::...``) of an installed framework."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+    return get_config(path) if '::' in str(path) else Config.fromfile(path)
+
+
+def is_one_stage(model_cfg) -> bool:
+    """A detector config's model with a dense head only (RTMDet, RetinaNet...), no RPN + RoI
+    head."""
+    return 'bbox_head' in model_cfg and 'roi_head' not in model_cfg
+
+
 class NeckMismatch(ValueError):
     """A neck whose ``in_channels`` are not the channels the PartialNet backbone returns."""
 

@@ -61,7 +61,8 @@ def _complexity(model: torch.nn.Module, inputs: tuple) -> dict:
             analyzer.unsupported_ops_warnings(False)
             analyzer.uncalled_modules_warnings(False)
             return dict(flops=analyzer.total(), params=parameter_count(model)[''],
-                        by_operator=dict(analyzer.by_operator()))
+                        by_operator=dict(analyzer.by_operator()),
+                        by_module=dict(analyzer.by_module()))
     finally:
         logger.setLevel(level)
 
@@ -142,7 +143,7 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
     """
     from mmengine.structures import InstanceData
 
-    from ..registration import build_model
+    from ..registration import build_model, is_one_stage
 
     model = build_model(cfg, backbone_weights=False).eval()
     params = sum(p.numel() for p in model.parameters())
@@ -153,7 +154,7 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
     xy = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.8
     wh = torch.rand(num_proposals, 2, generator=g) * torch.tensor([width, height]) * 0.2 + 8
     proposals = InstanceData(bboxes=torch.cat([xy, xy + wh], dim=1))
-    two_stage = getattr(model, 'roi_head', None) is not None
+    one_stage = is_one_stage(cfg.model)
 
     class _Dummy(torch.nn.Module):
         def __init__(self, detector):
@@ -162,17 +163,15 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
 
         def forward(self, x):
             feats = self.detector.extract_feat(x)
-            if not two_stage:
+            if one_stage:
                 return self.detector.bbox_head(feats)
             rpn = self.detector.rpn_head(feats)
             return rpn, self.detector.roi_head(feats, [proposals])
 
-    x = torch.zeros(1, 3, height, width)
-    result = _complexity(_Dummy(model), (x,))
-    backbone = _complexity(model.backbone, (x,))
+    result = _complexity(_Dummy(model), (torch.zeros(1, 3, height, width),))
     return dict(params=params / 1e6, flops=result['flops'] / 1e9,
                 backbone_params=backbone_params / 1e6,
-                backbone_flops=backbone['flops'] / 1e9,
+                backbone_flops=result['by_module']['detector.backbone'] / 1e9,
                 attention_flops=result['by_operator'].get('scaled_dot_product_attention', 0) / 1e9)
 
 

@@ -69,6 +69,7 @@ def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
     ``columns`` maps a title to the samples ``predict`` returned for the same images. Images
     whose shorter side is under ``min_size`` are drawn enlarged by a whole factor (nearest
     neighbour), boxes and masks with them, so that the labels stay readable."""
+    import cv2
     import mmcv
     lists = list(columns.values())
     if not lists or any(len(s) != len(lists[0]) for s in lists):
@@ -96,7 +97,6 @@ def draw_predictions(visualizer, columns: Dict[str, List], out_file: str,
         rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
     picture = np.concatenate(rows[:-1], axis=0)
     os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-    import cv2
     # PNG at full compression: the noisy backgrounds make the default file about 5x larger
     mmcv.imwrite(mmcv.rgb2bgr(picture), out_file, params=[cv2.IMWRITE_PNG_COMPRESSION, 9])
     return out_file
