@@ -13,6 +13,9 @@
     .venv/bin/python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino
     # 800x1216 backbone
     .venv/bin/python tools/benchmark.py s --runtime onnxruntime --backbone --dynamic
+    # the whole detector (NMS inside) against its mmdet baseline, exported the same way
+    .venv/bin/python tools/benchmark.py --det configs/rtmdet_partialnet-t0_8xb32-300e_coco.py \
+        --runtime torch,onnxruntime,openvino
 
 The fused model (``switch_to_deploy``: conv+BN folding, PAT_sp's BN + 1x1 conv folded
 into the MLP, one-pass statistics, fused attention) must match the unfused one to
@@ -33,6 +36,12 @@ mmdet config ours is built on (``--det-baseline`` to change it).
 then timed in PyTorch eager, ONNX Runtime and OpenVINO interleaved: 1 thread batch 1 and all
 threads batch ``--cpu-batch``; ``--backbone`` times the four-stage feature extractors at
 800x1216 (``--det-shape``) instead of the classifiers at 224x224.
+
+``--det CONFIG --runtime``: the whole detector and its baseline exported end to end (as
+tools/export_onnx.py does; NMS and masks inside), each checked against mmdet's predict, for a
+fixed size and for any size, plus the network alone (no post-processing); all timed
+interleaved in each runtime at 1 thread and all threads, batch 1, with ONNX Runtime's op
+profile of both end-to-end graphs.
 """
 import argparse
 import json
@@ -41,7 +50,7 @@ import sys
 from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
                                      benchmark_detector_parts, classifier_from_config,
                                      format_detector_parts, format_result)
-from partialnet_mm.benchmark.report import format_runtimes
+from partialnet_mm.benchmark.report import format_detector_runtimes, format_runtimes
 from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
                                               parse_runtimes)
 from partialnet_mm.deploy import FusionMismatch
@@ -175,9 +184,29 @@ def report(result: dict, args, formatter) -> int:
     return 0
 
 
+def run_detector_runtimes(args) -> int:
+    from partialnet_mm.benchmark.detector_runtimes import benchmark_detector_runtimes
+    from partialnet_mm.toolkit.detector_export import (ConfigUnsupported, DetectorMismatch,
+                                                       UnsupportedDetector)
+    try:
+        result = benchmark_detector_runtimes(
+            args.det, parse_runtimes(args.runtime), args.det_baseline, *args.det_shape,
+            runs=args.runs, warmup=min(args.warmup, 2), rounds=args.rounds)
+    except (FusionMismatch, ExportMismatch, DetectorMismatch) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    except (ValueError, KeyError, ConfigUnsupported, UnsupportedDetector) as e:
+        print(f'error: {e.args[0] if isinstance(e, KeyError) else e}', file=sys.stderr)
+        return 2
+    return report(result, args, format_detector_runtimes)
+
+
 def run_runtimes(args) -> int:
-    if args.model.endswith('.py') or args.det:
-        print('error: --runtime takes a variant (t0 t1 t2 s m l)', file=sys.stderr)
+    if args.det:
+        return run_detector_runtimes(args)
+    if args.model.endswith('.py'):
+        print('error: --runtime takes a variant (t0 t1 t2 s m l), or a detector with --det',
+              file=sys.stderr)
         return 2
     height, width = args.det_shape if args.backbone else (args.input_size, args.input_size)
     settings = RuntimeSettings(

@@ -1,13 +1,25 @@
 #!/usr/bin/env python
-"""Export the fused (deployed) PartialNet classifier or backbone to ONNX and check it.
+"""Export the fused (deployed) PartialNet classifier, backbone or whole detector to ONNX, checked.
 
     .venv/bin/python tools/export_onnx.py t0 partialnet_t0.onnx
     .venv/bin/python tools/export_onnx.py s s_backbone.onnx --backbone --checkpoint BACKBONE.pth
     .venv/bin/python tools/export_onnx.py configs/partialnet-t2_8xb512_in1k.py t2.onnx \
         --checkpoint CKPT
     .venv/bin/python tools/export_onnx.py t0 t0_224.onnx --exporter torchscript --fixed-size
+    .venv/bin/python tools/export_onnx.py configs/rtmdet_partialnet-t0_8xb32-300e_coco.py \
+        end2end.onnx --checkpoint CKPT          # a detector: network, NMS and masks
 
-The ONNX graph (one self-contained file) takes ``input`` (N, 3, H, W) with dynamic N, H and W
+Detectors (any mmdet config of RTMDet, RTMDet-Ins, Faster / Mask R-CNN, ours or mmdet's own
+such as mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py): mmdeploy's end2end.onnx convention,
+``input`` (N, 3, H, W) the data preprocessor's output -> ``dets`` (N, K, 5), ``labels`` (N, K)
+[, ``masks``], NMS inside, dynamic batch and size (or --fixed-size at --input-size H W,
+default the config's test size), the test preprocessing, class names and thresholds in the
+file's metadata (what tools/deploy_infer.py reads). Checked against mmdet's predict on random
+inputs: every detection above the score threshold must have a partner (same label, IoU >=
+0.99, score within 1e-3; ties at a cut are allowed and counted). Exit code 2 for a config,
+checkpoint or runtime that cannot be used, 3 for a failed check; nothing is written then.
+
+The classifier or backbone graph (one self-contained file) takes ``input`` (N, 3, H, W) with dynamic N, H and W
 (H, W >= 32), or with ``--fixed-size`` only (1, 3, --input-size, --input-size) (PAT_sf's iRPE
 bias is then a constant), and gives ``logits``, or ``stage{i}`` feature maps for the backbone.
 ``--exporter``: torch's dynamo exporter (default) or the TorchScript one (what mmdeploy
@@ -27,23 +39,93 @@ from partialnet_mm.models import PartialNet, PartialNetClassifier, load_backbone
 from partialnet_mm.models.classifiers import load_classifier_checkpoint
 from partialnet_mm.toolkit.onnx_export import default_shapes, export, verify
 
+DETECTOR_INPUT = ('--input-size H W (or one S for S x S): the detector\'s export and check size '
+                  '(default: the config\'s test size)')
+
+
+def is_detector_config(model: str) -> bool:
+    """An mmdet config (file or ``mmdet::`` name); its errors are the detector export's."""
+    if '::' in model:
+        return model.startswith('mmdet::')
+    if not model.endswith('.py'):
+        return False
+    from partialnet_mm.registration import load_config
+    return load_config(model).get('default_scope') == 'mmdet'
+
+
+def export_detector_main(args) -> int:
+    from partialnet_mm.checkpoint import CheckpointError
+    from partialnet_mm.toolkit.detector_export import (ConfigUnsupported, DetectorMismatch,
+                                                       UnsupportedDetector, export_detector)
+    from partialnet_runtime import RuntimeMissing, require_runtime
+
+    if args.exporter == 'dynamo':
+        print('error: the detector export uses the TorchScript exporter (NMS as ONNX '
+              'NonMaxSuppression); leave --exporter out', file=sys.stderr)
+        return 2
+    if args.backbone:
+        print('error: --backbone exports a PartialNet variant\'s backbone (give t0 ... l); a '
+              'detector config exports the whole detector', file=sys.stderr)
+        return 2
+    size = args.input_size if args.input_size is None or len(args.input_size) == 2 else \
+        args.input_size * 2
+    start = time.perf_counter()
+    try:
+        require_runtime('onnxruntime')  # the check runs in it
+        r = export_detector(args.model, args.out, args.checkpoint, args.fixed_size, size)
+    except (ConfigUnsupported, UnsupportedDetector, KeyError, CheckpointError,
+            FileNotFoundError, RuntimeMissing) as e:
+        print(f'error: {str(e).strip(chr(34))}', file=sys.stderr)
+        return 2
+    except (FusionMismatch, DetectorMismatch) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 3
+    m = r.report
+    print(f'wrote {r.path} ({r.megabytes:.1f} MiB, one file; {r.family}, '
+          f'{"dynamic batch and size" if r.dynamic else "fixed size"}, checked at '
+          f'{r.size[0]}x{r.size[1]}, {time.perf_counter() - start:.1f} s): fused backbone vs '
+          f'unfused {r.fuse_diff:.2e}; onnxruntime vs mmdet predict: {m.matched} of '
+          f'{m.reference} detections matched (worst IoU {m.worst_iou:.4f}, score '
+          f'{m.worst_score:.1e}), {m.ties} ties at a cut'
+          + (f', masks differ on {100 * m.mask_disagreement:.3f}% of confident pixels'
+             if r.family != 'rtmdet' and m.matched else ''))
+    if not m.reference:
+        print('note: no detection scored above the threshold on the check inputs (random '
+              'weights?), so the check compared nothing; export a trained --checkpoint')
+    return 0
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('model', help='variant (t0 t1 t2 s m l) or an mmpretrain config of ours')
+    p.add_argument('model', help='variant (t0 t1 t2 s m l), an mmpretrain config of ours, or '
+                                 'an mmdet detector config (RTMDet, RTMDet-Ins, Mask R-CNN)')
     p.add_argument('out', help='the .onnx file to write')
     p.add_argument('--backbone', action='store_true',
                    help='export the backbone with its four stage outputs (detection)')
-    p.add_argument('--checkpoint', help='classifier (or, with --backbone, backbone) weights')
-    p.add_argument('--input-size', type=int, default=224)
+    p.add_argument('--checkpoint', help='classifier (or, with --backbone, backbone; or the '
+                                        'detector\'s) weights')
+    p.add_argument('--input-size', type=int, nargs='+', metavar='SIZE',
+                   help='classifier / backbone: the size (default 224); ' + DETECTOR_INPUT)
     p.add_argument('--opset', type=int, default=20)
-    p.add_argument('--exporter', choices=['dynamo', 'torchscript'], default='dynamo')
+    p.add_argument('--exporter', choices=['dynamo', 'torchscript'],
+                   help='classifier / backbone: dynamo (default) or torchscript; detectors: '
+                        'torchscript')
     p.add_argument('--fixed-size', action='store_true',
                    help='export for batch 1 at --input-size only (default: any batch and size)')
     args = p.parse_args(argv)
+    if is_detector_config(args.model):
+        return export_detector_main(args)
+    args.exporter = args.exporter or 'dynamo'
+    if args.input_size is not None and len(args.input_size) != 1:
+        p.error('--input-size takes one size for a classifier or backbone')
+    args.input_size = args.input_size[0] if args.input_size else 224
 
-    kwargs = classifier_from_config(args.model) if args.model.endswith('.py') \
-        else dict(arch=args.model)
+    try:
+        kwargs = classifier_from_config(args.model) if args.model.endswith('.py') \
+            else dict(arch=args.model)
+    except (ValueError, FileNotFoundError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
     torch.manual_seed(0)
     if args.backbone:
         kwargs = {k: v for k, v in kwargs.items() if k not in ('num_classes', 'mid_channels')}

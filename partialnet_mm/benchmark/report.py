@@ -99,3 +99,42 @@ def format_detector_parts(result: dict) -> str:
         f"params: {params}",
         f"fused vs unfused backbone max abs diff (fp32): {result['fused_max_abs_diff']:.2e}",
         f"torch {env['torch']}, {env['cpu']} ({env['cpu_count']} CPUs)"])
+
+
+def format_detector_runtimes(result: dict) -> str:
+    """The detector-in-runtimes table (``benchmark_detector_runtimes``): milliseconds per image
+    of each graph of both models in each runtime at each thread count, the ratio ours /
+    baseline, the dynamic / fixed ratios, and where ONNX Runtime spends the end-to-end time."""
+    s = result['settings']
+    roles = list(result['models'])
+    names = [result['models'][r] for r in roles]
+    rows = []
+    for n, table in result['ms'].items():
+        for rt, graphs in table.items():
+            for graph, by_role in graphs.items():
+                ours, base = (by_role[r] for r in roles)
+                rows.append([f"{n} thread{'s' if int(n) > 1 else ''}", rt, graph,
+                             format(ours, '.1f'), format(base, '.1f'),
+                             format(ours / base, '.2f')])
+    table = markdown_table(['CPU', 'runtime', 'graph', f'{names[0]} (ms)', f'{names[1]} (ms)',
+                            'ratio'], rows)
+    dyn = [f'{k}: {v:.2f}' for k, v in result['ratios'].items() if 'dynamic / fixed' in k]
+    lines = [f"{s['height']}x{s['width']}, batch 1, median of {s['runs']} interleaved calls "
+             f"({s['weights']})", '', table, '', 'dynamic-size / fixed-size export: '
+             + '; '.join(dyn)]
+    for role in roles:
+        prof = result['profile_ms'].get(role)
+        if prof:
+            total = sum(prof.values())
+            top = ', '.join(f'{op} {ms:.1f} ({100 * ms / total:.0f}%)'
+                            for op, ms in list(prof.items())[:6])
+            lines.append(f"ONNX Runtime, 1 thread, end-to-end (fixed), {result['models'][role]}"
+                         f": {total:.1f} ms of kernels: {top}")
+    params = ', '.join(f"{result['models'][r]} {result['params_m'][r]:.2f} M" for r in roles)
+    env = result['env']
+    lines += [f'params: {params}',
+              'checked against mmdet predict before timing: '
+              + ', '.join(f"{result['models'][r]} {result['checked'][r]} detections matched"
+                          for r in roles),
+              f"torch {env['torch']}, {env['cpu']} ({env['cpu_count']} CPUs)"]
+    return '\n'.join(lines)

@@ -134,7 +134,8 @@ def classifier_from_config(path: str) -> dict:
     if str(backbone.get('type', '')).split('.')[-1] != 'PartialNet':
         raise ValueError(f'{path}: model.backbone is not a PartialNet ({backbone.get("type")!r})')
     if cfg.model.get('type') not in (None, 'ImageClassifier', 'DPConvImageClassifier'):
-        raise ValueError(f'{path} is a {cfg.model.type} config; for detectors use --det')
+        raise ValueError(f'{path} is a {cfg.model.type} config, not a classifier (a detector: '
+                         f'tools/benchmark.py --det CONFIG, tools/export_onnx.py CONFIG OUT)')
     for key in ('type', 'init_cfg', 'drop_path_rate', 'frozen_stages', 'norm_eval', 'with_cp',
                 'out_indices', 'with_out_norm', 'deploy'):
         backbone.pop(key, None)

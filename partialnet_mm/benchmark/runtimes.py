@@ -8,15 +8,16 @@ input (:data:`partialnet_mm.deploy.FUSE_TOLERANCE` of the largest output, else
 :class:`ExportMismatch`: nothing is reported), then each (runtime, model) pair is timed in
 turn: 1 thread at batch 1 (latency) and all threads at a larger batch (throughput), fp32.
 """
-import importlib.util
 import os.path as osp
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from partialnet_runtime.backends import RUNTIMES, Runtime, onnx_session, parse_runtimes
 
 from ..deploy import compare_outputs, fuse_and_check, randomize_norms
 from ..models import PartialNet, PartialNetClassifier
@@ -26,61 +27,13 @@ from .runner import REFUSAL
 from .timing import environment, num_threads, time_interleaved
 
 
+# the runtimes are listed once, in the torch-free runtime package; re-exported here
+__all__ = ['ExportMismatch', 'RUNTIMES', 'Runtime', 'RuntimeSettings', 'benchmark_runtimes',
+           'onnx_session', 'parse_runtimes', 'runtime_models']
+
+
 class ExportMismatch(RuntimeError):
     """A runtime does not compute what PyTorch computes on the exported model."""
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """One inference runtime: the package it needs and how it runs an ONNX file."""
-    name: str
-    package: Optional[str]   # None: PyTorch itself
-    install: str             # the command that installs it
-
-
-RUNTIMES: Dict[str, Runtime] = {r.name: r for r in (
-    Runtime('torch', None, ''),
-    Runtime('onnxruntime', 'onnxruntime', 'pip install onnxruntime==1.30.0'),
-    Runtime('openvino', 'openvino', 'pip install openvino==2026.4.1'),
-)}
-
-
-def parse_runtimes(names: str) -> List[Runtime]:
-    """``'torch,onnxruntime,openvino'`` -> the runtimes; a ValueError naming an unknown one, or
-    an installed-package check naming the package and its install command."""
-    out = []
-    for name in (n.strip() for n in names.split(',') if n.strip()):
-        if name not in RUNTIMES:
-            raise ValueError(f'unknown runtime {name!r}; choose from {", ".join(RUNTIMES)}')
-        runtime = RUNTIMES[name]
-        if runtime.package and importlib.util.find_spec(runtime.package) is None:
-            raise ValueError(f'runtime {name!r} needs the package {runtime.package}, which is '
-                             f'not installed: {runtime.install}')
-        out.append(runtime)
-    if not out:
-        raise ValueError(f'no runtime named; choose from {", ".join(RUNTIMES)}')
-    return out
-
-
-def onnx_session(runtime: Runtime, path: str, threads: int) -> Callable[[np.ndarray], list]:
-    """A function running the ONNX file at ``path`` in ``runtime`` on ``threads`` CPU threads
-    (fp32), from one array to the list of output arrays."""
-    if runtime.name == 'onnxruntime':
-        import onnxruntime as ort
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-        name = session.get_inputs()[0].name
-        return lambda x: session.run(None, {name: x})
-    if runtime.name == 'openvino':
-        import openvino as ov
-        compiled = ov.Core().compile_model(path, 'CPU', {
-            'INFERENCE_NUM_THREADS': threads, 'PERFORMANCE_HINT': 'LATENCY',
-            'INFERENCE_PRECISION_HINT': 'f32'})  # no silent bf16 on CPUs that have it
-        request = compiled.create_infer_request()
-        return lambda x: [request.infer({0: x})[out] for out in compiled.outputs]
-    raise ValueError(f'{runtime.name} does not run ONNX files')
 
 
 def runtime_models(arch: str, backbone: bool = False, seed: int = 0) -> Dict[str, tuple]:
