@@ -94,7 +94,8 @@ def test_table_printable(table):
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_package_configs_and_tools(tmp_path):
-    """``pip install .`` (not editable): every subpackage, and the configs and tools under
+    """``pip install .`` (not editable): every subpackage of both packages (partialnet_mm and the
+    torch-free partialnet_runtime), and the configs and tools under
     ``partialnet_mm/.mim``, which work from the installed package."""
     import glob
     import sys
@@ -105,9 +106,10 @@ def test_the_wheel_carries_the_package_configs_and_tools(tmp_path):
     assert code == 0, log[-3000:]
     wheel, = glob.glob(str(tmp_path / 'dist' / 'partialnet_mm-*.whl'))
     names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'partialnet_mm', '**',
-                                                                 '*.py'), recursive=True)
+    sources = {osp.relpath(p, REPO) for package in ('partialnet_mm', 'partialnet_runtime')
+               for p in glob.glob(osp.join(REPO, package, '**', '*.py'), recursive=True)
                if '.mim' not in p}
+    assert 'partialnet_runtime/detector.py' in sources
     assert sources <= names, sorted(sources - names)
     assert 'partialnet_mm/.mim/model-index.yml' in names
     for folder, pattern in (('configs', '**/*.py'), ('configs', '*.yml'), ('tools', '*.py'),

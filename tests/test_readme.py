@@ -30,7 +30,12 @@ RULES = [
     (r'\.venv/bin/python tools/(test|reparameterize_model)\.py configs/demo/(mask_rcnn|partialnet)',
      [{'epoch_12': 'epoch_1', 'epoch_8': 'epoch_1'}]),
     (r'\.venv/bin/python tools/quantize\.py', [{'epoch_8': 'epoch_1'}]),
-    (r'\.venv/bin/python tools/export_onnx\.py', []),
+    (r'\.venv/bin/python tools/export_onnx\.py', [{'epoch_12': 'epoch_1'}]),
+    (r'\.venv/bin/python tools/deploy_test\.py', [{'epoch_12': 'epoch_1'}]),
+    (r'\.venv/bin/python tools/deploy_infer\.py', []),
+    (r'(pip install onnxruntime|python tools/deploy_infer\.py end2end\.onnx IMAGE)',
+     'skip: a runtime-only machine; tests/test_toolkit/test_detector_export.py runs '
+     'deploy_infer.py with torch and OpenMMLab unimportable'),
     (r'\.venv/bin/python tools/benchmark\.py', ['--smoke']),
     (r'\.venv/bin/python tools/demo_seg\.py',
      ['--iters', '2', '--num-train', '8', '--num-val', '4']),

@@ -41,11 +41,18 @@ threads batch ``--cpu-batch``; ``--backbone`` times the four-stage feature extra
 tools/export_onnx.py does; NMS and masks inside), each checked against mmdet's predict, for a
 fixed size and for any size, plus the network alone (no post-processing); all timed
 interleaved in each runtime at 1 thread and all threads, batch 1, with ONNX Runtime's op
-profile of both end-to-end graphs.
+profile of both end-to-end graphs. Random heads score every candidate at their initial prior
+(0.01), above RTMDet's 0.001 threshold, so one-stage detectors run with
+model.test_cfg.nms_pre=1000 (1000 candidates a level into NMS, the same for both models; the
+order of what a trained model passes at 0.001); two-stage detectors with
+model.test_cfg.rcnn.score_thr=0, so that both keep max_per_img detections and mask them all
+(random weights would otherwise keep a different number). --cfg-options to change.
 """
 import argparse
 import json
 import sys
+
+from mmengine.config import DictAction
 
 from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
                                      benchmark_detector_parts, classifier_from_config,
@@ -55,6 +62,12 @@ from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, b
                                               parse_runtimes)
 from partialnet_mm.deploy import FusionMismatch
 from partialnet_mm.registration import is_one_stage, load_config
+
+
+# --det --runtime, the post-processing load, the same for both models: random one-stage heads
+# pass every candidate, so at most NMS_LOAD a level go into NMS; two-stage detectors keep
+# max_per_img detections (rcnn.score_thr=0), so both run the mask head on as many
+NMS_LOAD = 1000
 
 
 def parse_args(argv=None):
@@ -97,6 +110,10 @@ def parse_args(argv=None):
                    help='--runtime: export for any input size (default: for the timed size)')
     p.add_argument('--exporter', choices=['dynamo', 'torchscript'], default='dynamo',
                    help='--runtime: torch.onnx.export(dynamo=True) or the TorchScript exporter')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                   help='--det --runtime: override both detector configs (default: '
+                        'model.test_cfg.nms_pre=1000 for one-stage detectors, '
+                        'model.test_cfg.rcnn.score_thr=0 for two-stage ones; see above)')
     p.add_argument('--smoke', action='store_true',
                    help='tiny sizes and few iterations: checks that it runs, not speed')
     p.add_argument('--json', metavar='FILE', help='write the numbers as JSON')
@@ -189,9 +206,14 @@ def run_detector_runtimes(args) -> int:
     from partialnet_mm.toolkit.detector_export import (ConfigUnsupported, DetectorMismatch,
                                                        UnsupportedDetector)
     try:
+        options = args.cfg_options
+        if options is None:
+            options = {'model.test_cfg.nms_pre': NMS_LOAD} if \
+                is_one_stage(load_config(args.det).model) else {'model.test_cfg.rcnn.score_thr': 0.0}
         result = benchmark_detector_runtimes(
             args.det, parse_runtimes(args.runtime), args.det_baseline, *args.det_shape,
-            runs=args.runs, warmup=min(args.warmup, 2), rounds=args.rounds)
+            runs=args.runs, warmup=min(args.warmup, 2), rounds=args.rounds,
+            cfg_options=options)
     except (FusionMismatch, ExportMismatch, DetectorMismatch) as e:
         print(f'error: {e}', file=sys.stderr)
         return 3

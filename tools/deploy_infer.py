@@ -23,8 +23,10 @@ import os
 import os.path as osp
 import sys
 
-# run from a checkout without installing anything but the runtime
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+# partialnet_runtime/ beside tools/ (a checkout) or beside this file (copied next to it): no
+# install needed but the runtime's
+HERE = osp.dirname(osp.realpath(__file__))
+sys.path[:0] = [HERE, osp.dirname(HERE)]
 
 from partialnet_runtime import Detector, MetadataError, RuntimeMissing  # noqa: E402
 from partialnet_runtime.coco import coco_results  # noqa: E402

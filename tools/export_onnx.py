@@ -32,6 +32,7 @@ import sys
 import time
 
 import torch
+from mmengine.config import DictAction
 
 from partialnet_mm.benchmark import classifier_from_config
 from partialnet_mm.deploy import FusionMismatch, fuse_and_check, randomize_norms
@@ -72,7 +73,8 @@ def export_detector_main(args) -> int:
     start = time.perf_counter()
     try:
         require_runtime('onnxruntime')  # the check runs in it
-        r = export_detector(args.model, args.out, args.checkpoint, args.fixed_size, size)
+        r = export_detector(args.model, args.out, args.checkpoint, args.fixed_size, size,
+                            cfg_options=args.cfg_options)
     except (ConfigUnsupported, UnsupportedDetector, KeyError, CheckpointError,
             FileNotFoundError, RuntimeMissing) as e:
         print(f'error: {str(e).strip(chr(34))}', file=sys.stderr)
@@ -110,11 +112,16 @@ def main(argv=None):
     p.add_argument('--exporter', choices=['dynamo', 'torchscript'],
                    help='classifier / backbone: dynamo (default) or torchscript; detectors: '
                         'torchscript')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, metavar='KEY=VALUE',
+                   help='detectors: override config settings, e.g. the NMS a deployment runs: '
+                        'model.test_cfg.score_thr=0.05 model.test_cfg.max_per_img=100')
     p.add_argument('--fixed-size', action='store_true',
                    help='export for batch 1 at --input-size only (default: any batch and size)')
     args = p.parse_args(argv)
     if is_detector_config(args.model):
         return export_detector_main(args)
+    if args.cfg_options:
+        p.error('--cfg-options is for detector configs')
     args.exporter = args.exporter or 'dynamo'
     if args.input_size is not None and len(args.input_size) != 1:
         p.error('--input-size takes one size for a classifier or backbone')

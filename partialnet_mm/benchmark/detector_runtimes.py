@@ -8,11 +8,15 @@ Every export is checked against mmdet's ``predict`` before it is timed. Then eve
 model, graph) call is timed interleaved (:mod:`.timing`) at each thread count, batch 1, and
 :func:`op_profile` tells where ONNX Runtime spends the end-to-end graph's time.
 
-Random weights with the BN statistics randomised; the heads keep mmdet's initial class prior
+Both detectors have every remaining conv + BN folded (mmcv's ``fuse_conv_bn``: neck, head, the
+baseline's backbone; checked against the unfolded network), as ONNX Runtime and OpenVINO fold
+them, so that the PyTorch eager rows compare like with like. Random weights with the BN
+statistics randomised; the heads keep mmdet's initial class prior
 (probability 0.01), so every candidate passes a test_cfg score threshold below it (RTMDet's
 0.001): the NMS then sees the most candidates ``nms_pre`` allows, the same count for both
 models.
 """
+import copy
 import json
 import os
 import os.path as osp
@@ -27,13 +31,14 @@ import torch.nn as nn
 
 from partialnet_runtime.backends import Runtime, onnx_session
 
-from ..deploy import randomize_norms
+from ..deploy import check_fused, randomize_norms
 from ..models import PartialNet
 from ..toolkit.detector_export import (check_export, deploy_meta, fuse_backbone, load_detector,
                                        write_onnx)
 from ..toolkit.end2end import end2end_model
 from .detection import BASELINE, _baseline
 from .peers import FUSED
+from .runner import REFUSAL
 from .timing import environment, num_threads, time_interleaved
 
 GRAPHS = ('network', 'end-to-end, fixed size', 'end-to-end, dynamic size')
@@ -75,6 +80,20 @@ def _prepare(config: str, size: Tuple[int, int], folder: str, tag: str, seed: in
         randomize_norms(det.backbone, seed)
     params = sum(p.numel() for p in det.parameters()) / 1e6
     fuse_backbone(det, size)
+    # every remaining conv + BN folded (neck, head, a baseline's backbone), as the runtimes
+    # fold them, so that PyTorch eager compares like with like; checked like the backbone
+    from mmcv.cnn import fuse_conv_bn
+    unfolded = copy.deepcopy(det)
+    for part in ('backbone', 'neck', 'bbox_head', 'rpn_head', 'roi_head'):
+        module = getattr(det, part, None)
+        # mmcv's fold reads "a BN registered after a conv runs after it": true of mmdet's
+        # modules; our deployed backbone is already folded by switch_to_deploy()
+        if module is not None and not isinstance(module, PartialNet):
+            fuse_conv_bn(module)
+    check = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(seed + 1))
+    check_fused(NetworkOnly(unfolded), NetworkOnly(det), check,
+                what=f'{osp.basename(config)} with conv + BN folded', action=REFUSAL)
+    del unfolded
     e2e = end2end_model(det)
     paths = {}
     for graph, dynamic in ((GRAPHS[1], False), (GRAPHS[2], True)):
@@ -89,9 +108,21 @@ def _prepare(config: str, size: Tuple[int, int], folder: str, tag: str, seed: in
                 family=e2e.family, checked=report.matched)
 
 
-def op_profile(path: str, x: np.ndarray, runs: int = 5, threads: int = 1) -> Dict[str, float]:
-    """Milliseconds per run by ONNX op type of ``path`` in ONNX Runtime (its profiler),
-    largest first."""
+# detector parts by the first module of an ONNX node's name (the exporter names nodes by module
+# path); nodes of the end-to-end wrapper itself are the post-processing
+PARTS = {'backbone': 'backbone', 'neck': 'neck', 'bbox_head': 'head', 'head': 'head',
+         'rpn_head': 'head', 'roi_head': 'head'}
+
+
+def part_of(node: str) -> str:
+    """The detector part an ONNX node belongs to (the wrapper's own nodes, RoI pooling
+    included for two-stage detectors: 'post-processing')."""
+    return PARTS.get(node.lstrip('/').split('/')[0], 'post-processing')
+
+
+def op_profile(path: str, x: np.ndarray, runs: int = 5, threads: int = 1) -> Dict[str, dict]:
+    """Milliseconds per run of ``path`` in ONNX Runtime (its profiler), by op type and by
+    detector part (:data:`PARTS`), largest first."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -105,13 +136,14 @@ def op_profile(path: str, x: np.ndarray, runs: int = 5, threads: int = 1) -> Dic
         for _ in range(runs):
             session.run(None, {'input': x})
         events = json.load(open(session.end_profiling()))
-    per_type: Dict[str, float] = defaultdict(float)
-    kernel_runs = [e for e in events if e.get('cat') == 'Node' and
-                   e.get('name', '').endswith('_kernel_time')]
-    first_run = len(kernel_runs) // (runs + 1)
-    for e in kernel_runs[first_run:]:
-        per_type[e['args'].get('op_name', '?')] += e['dur'] / 1e3 / runs
-    return dict(sorted(per_type.items(), key=lambda kv: -kv[1]))
+    kernels = [e for e in events if e.get('cat') == 'Node' and
+               e.get('name', '').endswith('_kernel_time')]
+    out = {'by_op': defaultdict(float), 'by_part': defaultdict(float)}
+    for e in kernels[len(kernels) // (runs + 1):]:
+        ms = e['dur'] / 1e3 / runs
+        out['by_op'][e['args'].get('op_name', '?')] += ms
+        out['by_part'][part_of(e['name'][:-len('_kernel_time')])] += ms
+    return {k: dict(sorted(v.items(), key=lambda kv: -kv[1])) for k, v in out.items()}
 
 
 def benchmark_detector_runtimes(config: str, runtimes: Sequence[Runtime],

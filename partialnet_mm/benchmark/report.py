@@ -125,11 +125,12 @@ def format_detector_runtimes(result: dict) -> str:
     for role in roles:
         prof = result['profile_ms'].get(role)
         if prof:
-            total = sum(prof.values())
+            total = sum(prof['by_op'].values())
+            parts = ', '.join(f'{part} {ms:.1f}' for part, ms in prof['by_part'].items())
             top = ', '.join(f'{op} {ms:.1f} ({100 * ms / total:.0f}%)'
-                            for op, ms in list(prof.items())[:6])
+                            for op, ms in list(prof['by_op'].items())[:6])
             lines.append(f"ONNX Runtime, 1 thread, end-to-end (fixed), {result['models'][role]}"
-                         f": {total:.1f} ms of kernels: {top}")
+                         f": {total:.1f} ms of kernels; by part: {parts}; by op: {top}")
     params = ', '.join(f"{result['models'][r]} {result['params_m'][r]:.2f} M" for r in roles)
     env = result['env']
     lines += [f'params: {params}',

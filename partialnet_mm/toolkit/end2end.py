@@ -27,7 +27,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.ops import nms as torchvision_nms
+from torchvision.ops import batched_nms
 from torchvision.ops import roi_align
 
 # family name -> what it is, for the error that lists them
@@ -46,24 +46,27 @@ class UnsupportedDetector(ValueError):
 
 
 class NonMaxSuppression(torch.autograd.Function):
-    """ONNX ``NonMaxSuppression`` (one class): ``boxes`` (N, M, 4), ``scores`` (N, 1, M) ->
-    selected (S, 3) int64 rows (image, 0, box index), each image's boxes in decreasing score
-    order, at most ``max_out`` an image, only scores strictly above ``score_thr``. In PyTorch:
-    torchvision's NMS, which, like ONNX's and mmcv's, measures IoU without the +1."""
+    """ONNX ``NonMaxSuppression`` (one class) of ``boxes`` (N, M, 4) already offset per group,
+    ``scores`` (N, 1, M) -> selected (S, 3) int64 rows (image, 0, box index), each image's
+    boxes in decreasing score order, at most ``max_out`` an image, only scores strictly above
+    ``score_thr``. In PyTorch: torchvision's ``batched_nms`` with the ``groups`` (N, M) (per
+    group for large inputs, not quadratic in all of them; the offsets make the groups
+    disjoint, so the result is the same); like ONNX's and mmcv's, IoU without the +1. The
+    exported graph needs only the offset boxes."""
 
     @staticmethod
-    def forward(ctx, boxes: torch.Tensor, scores: torch.Tensor, max_out: int, iou_thr: float,
-                score_thr: float) -> torch.Tensor:
+    def forward(ctx, boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
+                max_out: int, iou_thr: float, score_thr: float) -> torch.Tensor:
         rows = []
         for b in range(boxes.shape[0]):
             s = scores[b, 0]
             idx = torch.nonzero(s > score_thr).squeeze(1)
-            keep = idx[torchvision_nms(boxes[b, idx], s[idx], iou_thr)[:max_out]]
+            keep = idx[batched_nms(boxes[b, idx], s[idx], groups[b, idx], iou_thr)[:max_out]]
             rows.append(torch.stack([torch.full_like(keep, b), torch.zeros_like(keep), keep], 1))
         return torch.cat(rows) if rows else boxes.new_zeros((0, 3), dtype=torch.long)
 
     @staticmethod
-    def symbolic(g, boxes, scores, max_out, iou_thr, score_thr):
+    def symbolic(g, boxes, scores, groups, max_out, iou_thr, score_thr):
         def const(value, dtype):
             return g.op('Constant', value_t=torch.tensor([value], dtype=dtype))
         return g.op('NonMaxSuppression', boxes, scores, const(max_out, torch.int64),
@@ -121,8 +124,8 @@ def _class_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, 
     group's boxes past every other; ``boxes`` (N, M, 4), ``scores`` / ``groups`` (N, M)."""
     offsets = groups.to(boxes.dtype) * (boxes.max() + 1)
     shifted = boxes + offsets.unsqueeze(-1)
-    return NonMaxSuppression.apply(shifted, scores.unsqueeze(1), int(max_out), float(iou_thr),
-                                   float(score_thr))
+    return NonMaxSuppression.apply(shifted, scores.unsqueeze(1), groups, int(max_out),
+                                   float(iou_thr), float(score_thr))
 
 
 def _select(keep: torch.Tensor, scores: torch.Tensor, max_out: int

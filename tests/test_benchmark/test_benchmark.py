@@ -206,3 +206,31 @@ def test_runtime_table_refuses_unknown_runtime_and_configs():
                       osp.join(REPO, 'configs', 'partialnet-t0_8xb512_in1k.py'),
                       '--runtime', 'torch'])
     assert code == 2 and '--runtime takes a variant' in log, log[-2000:]
+
+
+@pytest.mark.slow
+def test_detector_runtime_table_smoke(tmp_path):
+    """--det --runtime: the whole detector and its baseline in every runtime, each graph
+    (network, end to end fixed and dynamic) checked against mmdet and timed, with the
+    ratios and ONNX Runtime's profile by part."""
+    out = tmp_path / 'det.json'
+    demo = osp.join(REPO, 'configs', 'demo')
+    code, log = run([sys.executable, 'tools/benchmark.py', '--smoke', '--det',
+                     osp.join(demo, 'rtmdet_partialnet-t0_synthetic.py'), '--det-baseline',
+                     osp.join(demo, 'rtmdet_cspnext-tiny_synthetic.py'), '--runtime',
+                     'torch,onnxruntime,openvino', '--json', str(out)])
+    assert code == 0, log[-3000:]
+    result = json.loads(out.read_text())
+    assert result['kind'] == 'detector_runtimes' and len(result['ms']) == 2  # 1 and all threads
+    for table in result['ms'].values():
+        assert set(table) == {'torch', 'onnxruntime', 'openvino'}
+        assert set(table['onnxruntime']) == {'network', 'end-to-end, fixed size',
+                                             'end-to-end, dynamic size'}
+        assert set(table['torch']) == {'network', 'end-to-end, fixed size'}
+        assert all(ms > 0 for graphs in table.values() for by_role in graphs.values()
+                   for ms in by_role.values())
+    assert all(n > 0 for n in result['checked'].values())  # each export compared detections
+    assert 'onnxruntime, fused dynamic / fixed, 1 thread' in result['ratios']
+    parts = result['profile_ms']['fused']['by_part']
+    assert {'backbone', 'neck', 'head', 'post-processing'} <= set(parts)
+    assert 'by part: ' in log and 'ratio' in log

@@ -17,11 +17,11 @@ from partialnet_mm.toolkit.detector_export import (DetectorMismatch, MatchReport
                                                    export_detector, load_detector,
                                                    match_detections)
 from partialnet_mm.toolkit.end2end import FAMILIES, UnsupportedDetector, end2end_model
-from partialnet_runtime import Detector, MetadataError, read_meta
+from partialnet_runtime import Detector, read_meta
 from partialnet_runtime.coco import rle_encode
 from partialnet_runtime.detector import paste_mask, preprocess
 
-from helpers import REPO, coco_data_options, run, tool_env
+from helpers import REPO, coco_data_options, mm_build, run
 
 DEMO = osp.join(REPO, 'configs', 'demo')
 RTMDET = osp.join(DEMO, 'rtmdet_partialnet-t0_synthetic.py')
@@ -300,8 +300,6 @@ def test_export_tool_bad_input(exported, tmp_path):
 
 
 def test_unsupported_family_is_named():
-    from mmdet.models.detectors import RetinaNet  # noqa: F401
-    from helpers import mm_build
     with pytest.raises(UnsupportedDetector, match='supported: RTMDet'):
         end2end_model(mm_build('mmdet', dict(
             type='RetinaNet', backbone=dict(type='PartialNet', arch='t0', out_indices=(3,)),
@@ -331,3 +329,17 @@ def test_deployed_ap_equals_pytorch(exported, coco_root):
     for runtime in ('onnxruntime', 'openvino'):
         for got, ref in zip(rows[runtime], rows['pytorch']):  # bbox AP, segm AP
             assert abs(got - ref) <= 0.005, out[-2000:]
+
+
+def test_export_tool_takes_deployment_nms_settings(tmp_path):
+    """--cfg-options sets the NMS the file runs (as a deployment picks it) and its metadata."""
+    import onnxruntime as ort
+
+    out = tmp_path / 'det.onnx'
+    code, log = run([sys.executable, 'tools/export_onnx.py', RTMDET, str(out), '--cfg-options',
+                     'model.test_cfg.score_thr=0.05', 'model.test_cfg.max_per_img=5'])
+    assert code == 0 and 'detections matched' in log, log[-2000:]
+    assert read_meta(str(out))['score_thr'] == 0.05
+    x = np.random.RandomState(0).randn(2, 3, 160, 160).astype(np.float32)
+    dets, labels = ort.InferenceSession(str(out)).run(None, {'input': x})
+    assert dets.shape[1] <= 5 and (dets[labels >= 0][:, 4] > 0.05).all()
