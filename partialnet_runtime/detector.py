@@ -147,9 +147,10 @@ class Detector:
     """An exported detector in a runtime: ``Detector('model.onnx')(image) -> Detection``."""
 
     def __init__(self, path: str, runtime: str = 'onnxruntime', threads: int = 0):
-        self.meta = read_meta(path)  # before the runtime, so a foreign file is named as such
+        chosen = require_runtime(runtime)  # not installed: its pip line, before anything else
+        self.meta = read_meta(path)  # before the session, so a foreign file is named as such
         self.classes = self.meta['classes']
-        self.run = onnx_session(require_runtime(runtime), path, threads)
+        self.run = onnx_session(chosen, path, threads)
 
     def __call__(self, image: np.ndarray, score_thr: Optional[float] = None) -> Detection:
         """Detections of one BGR uint8 image (as ``cv2.imread`` gives it)."""

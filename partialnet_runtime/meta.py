@@ -47,7 +47,11 @@ def _metadata_props(path: str) -> Dict[str, str]:
         except Exception as e:  # not an ONNX file, a truncated one...
             raise MetadataError(f'{path} is not a readable ONNX model: {e}') from None
         return dict(session.get_modelmeta().custom_metadata_map)
-    import openvino as ov
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MetadataError(f'cannot read {path}: neither onnxruntime nor openvino is '
+                            f'installed (pip install onnxruntime==1.30.0)') from None
     try:
         model = ov.Core().read_model(path)
     except Exception as e:
