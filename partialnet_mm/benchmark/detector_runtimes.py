@@ -33,8 +33,8 @@ from partialnet_runtime.backends import Runtime, onnx_session
 
 from ..deploy import check_fused, randomize_norms
 from ..models import PartialNet
-from ..toolkit.detector_export import (check_export, deploy_meta, fuse_backbone, load_detector,
-                                       write_onnx)
+from ..toolkit.detector_export import (OPSET, check_export, deploy_meta, fuse_backbone,
+                                       load_detector, write_onnx)
 from ..toolkit.end2end import end2end_model
 from .detection import BASELINE, _baseline
 from .peers import FUSED
@@ -68,7 +68,7 @@ def _export_network(net: NetworkOnly, path: str, size: Tuple[int, int]) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter('ignore')
         torch.onnx.export(net, (torch.randn(1, 3, *size),), path, dynamo=False,
-                          opset_version=17, input_names=['input'])
+                          opset_version=OPSET, input_names=['input'])
 
 
 def _prepare(config: str, size: Tuple[int, int], folder: str, tag: str, seed: int,

@@ -23,7 +23,7 @@ from partialnet_runtime.meta import META_KEY, META_VERSION
 
 from ..checkpoint import checkpoint_form, key_problems, read_checkpoint
 from ..deploy import fuse_and_check
-from ..registration import build_model, load_config
+from ..registration import build_model, is_one_stage, load_config
 from .end2end import FAMILIES, UnsupportedDetector, end2end_model
 
 OPSET = 17           # RoiAlign's half_pixel mode (mmcv's aligned=True) needs >= 16
@@ -41,14 +41,10 @@ class ConfigUnsupported(ValueError):
     """A config whose detector, or test pipeline, the export cannot represent."""
 
 
-def _one_stage(cfg) -> bool:
-    return 'roi_head' not in cfg.model
-
-
 def test_cfg_of(cfg) -> dict:
     """The final stage's test_cfg: the dense head's, or the RoI head's (``rcnn``)."""
     test_cfg = cfg.model.test_cfg
-    return test_cfg if _one_stage(cfg) else test_cfg.rcnn
+    return test_cfg if is_one_stage(cfg.model) else test_cfg.rcnn
 
 
 def class_names(cfg) -> List[str]:

@@ -74,8 +74,8 @@ class NonMaxSuppression(torch.autograd.Function):
 
 
 def _topk(x: torch.Tensor, k, dim: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``x.topk(min(k, x.shape[dim]))``, sorted, with the bound computed in the graph when
-    exported (the size is dynamic there)."""
+    """``x.topk(min(k, x.shape[dim]))``, sorted; ``k`` an int or a 0-d tensor. Exported, the
+    bound is computed in the graph (the sizes are dynamic there)."""
     n = x.shape[dim]
     if torch.jit.is_tracing():
         k = torch.minimum(torch.as_tensor(k), torch.as_tensor(n))
@@ -136,11 +136,7 @@ def _select(keep: torch.Tensor, scores: torch.Tensor, max_out: int
     dense = torch.full_like(scores, -1.0).index_put((b, i), scores[b, i])
     # at least one row, padded when no image keeps anything: no zero-size tensors downstream
     count = (dense >= 0).sum(1).max().clamp(min=1)
-    if torch.jit.is_tracing():
-        k = torch.minimum(torch.as_tensor(max_out), count)
-    else:
-        k = min(max_out, int(count))
-    top, idx = _topk(dense, k)
+    top, idx = _topk(dense, torch.minimum(torch.as_tensor(max_out), count))
     return idx, top.clamp(min=0), top >= 0
 
 
@@ -151,10 +147,6 @@ def _pack(boxes: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor, scores: 
     dets = dets * valid.unsqueeze(-1).to(dets.dtype)
     labels = torch.where(valid, _gather(labels, idx), torch.full_like(idx, -1))
     return dets, labels
-
-
-def _cfg(cfg, key, default=None):
-    return cfg.get(key, default) if cfg is not None else default
 
 
 class _End2End(nn.Module):
@@ -195,9 +187,9 @@ class DenseEnd2End(_End2End):
         self.strides = [tuple(s) for s in gen.strides]
         self.offset = gen.offset
         cfg = head.test_cfg
-        self.nms_pre = _cfg(cfg, 'nms_pre', -1)
-        self.score_thr = _cfg(cfg, 'score_thr', 0.0)
-        self.min_size = _cfg(cfg, 'min_bbox_size', -1)
+        self.nms_pre = cfg.get('nms_pre', -1)
+        self.score_thr = cfg.get('score_thr', 0.0)
+        self.min_size = cfg.get('min_bbox_size', -1)
         self.iou_thr = cfg.nms.iou_threshold
         self.max_per_img = cfg.max_per_img
         if cfg.nms.get('type', 'nms') != 'nms':
