@@ -46,7 +46,7 @@ def export(model: nn.Module, path: str, input_size: Union[int, Tuple[int, int]] 
             with warnings.catch_warnings():  # "converting a tensor to a Python int" etc.
                 warnings.simplefilter('ignore')
                 torch.onnx.export(model, (x,), path, **names, dynamo=False,
-                                  opset_version=min(opset, 18), dynamic_axes=axes)
+                                  opset_version=opset, dynamic_axes=axes)
     return path
 
 

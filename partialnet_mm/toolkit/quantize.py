@@ -1,34 +1,84 @@
 """INT8: post-training static quantization of a trained mmpretrain classifier, through ONNX.
 
 The classifier of a config and checkpoint (its PartialNet backbone fused and checked first)
-is exported to ONNX with dynamic batch and input size, then quantized by onnxruntime's
-``quantize_static`` in QDQ format (which ONNX Runtime and OpenVINO both run as INT8; unsigned
-8-bit activations, signed 8-bit weights per output channel, min-max calibration),
-calibrated on images of the config's training set (through its test pipeline and data
-preprocessor) or of a folder. The convolutions and fully connected layers run in INT8;
-the operations that lose accuracy in 8 bits stay fp32: the channel attentions' statistics
-and gates (PAT_ch), PAT_sp's gate, and PAT_sf's attention (the projections, the scores, the
-softmax): see :data:`INT8_OPS` and :func:`fp32_nodes`.
+is put in its INT8-friendly form (:func:`partialnet_mm.models.layers.quantizable`: the same
+function, with every full-map operation one that has an INT8 kernel), exported to ONNX at
+one input size (INT8 deployments run at a fixed size; ``dynamic=True`` keeps batch and size
+free, slower in ONNX Runtime), and quantized for each runtime asked for, calibrated on the
+same images of the config's training set (through its test pipeline and data preprocessor)
+or of a folder:
+
+- ``onnxruntime``: onnxruntime's ``quantize_static`` in QDQ format (unsigned 8-bit
+  activations, signed 8-bit weights per output channel, min-max calibration) over the
+  operators of :data:`INT8_OPS`; the nodes under a ``KeepFP32`` module (the channel
+  attentions' (B, C, 1, 1) gates, PAT_sf's attention) stay fp32.
+- ``openvino``: NNCF, OpenVINO's own quantizer, on the OpenVINO model of the same ONNX file
+  (its default preset, the same calibration images, the same nodes kept fp32).
+
+The normal deployed form is exported beside them in fp32 (``*_fp32.onnx``): the baseline.
 """
 import copy
+import importlib.util
 import os
 import os.path as osp
 import shutil
 import tempfile
-from typing import Iterator, List, Optional, Sequence, Tuple
+import warnings
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from partialnet_runtime.backends import RuntimeMissing, require_runtime
+
 from ..checkpoint import checkpoint_form, key_problems, read_checkpoint
 from ..deploy import fuse_and_check
+from ..models.layers.quantizable import FP32_MARK, quantizable
 from ..registration import build_model
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
-# ONNX operators quantized to INT8 (weights per channel): the convolutions and the fully
-# connected layers. Element-wise operators, reductions and MatMul stay fp32 unless listed.
-INT8_OPS = ('Conv', 'Gemm')
+# ONNX operators quantized by onnxruntime (QDQ): those ONNX Runtime's CPU provider runs as
+# INT8 kernels, the data movement between them (which then moves 8-bit values), and the
+# activations a quantized output range absorbs. Anything else (Gelu, Sqrt, Div, Softmax,
+# LayerNormalization) stays fp32.
+INT8_OPS = ('Conv', 'Gemm', 'MatMul', 'Add', 'Mul', 'Concat', 'GlobalAveragePool',
+            'AveragePool', 'MaxPool', 'Sigmoid', 'Where', 'Relu', 'Clip', 'Split', 'Slice',
+            'Reshape', 'Transpose', 'Flatten', 'Squeeze', 'Unsqueeze', 'Resize', 'Pad')
+# TorchScript's exporter writes GELU as the Gelu operator from this opset on (one fp32 node
+# between INT8 ones instead of five)
+QUANTIZE_OPSET = 20
+NNCF_INSTALL = 'pip install nncf==3.4.0'
+# the INT8 file of each runtime, named from the OUT.onnx of the ONNX Runtime one
+INT8_FILES = {'onnxruntime': '{stem}.onnx', 'openvino': '{stem}_openvino.xml'}
+
+
+def int8_paths(out: str, runtimes: Sequence[str]) -> Dict[str, str]:
+    """{runtime: the INT8 file written for it} for ``OUT.onnx``."""
+    if not out.endswith('.onnx'):
+        raise ValueError(f'{out}: the output must be a .onnx path (the OpenVINO model is '
+                         f'written beside it as *_openvino.xml)')
+    unknown = [r for r in runtimes if r not in INT8_FILES]
+    if unknown or not runtimes:
+        raise RuntimeMissing(f'no INT8 quantizer for runtime {(unknown or [""])[0]!r}; choose '
+                             f'from {", ".join(INT8_FILES)}')
+    return {r: INT8_FILES[r].format(stem=out[:-len('.onnx')]) for r in runtimes}
+
+
+def require_quantizers(runtimes: Sequence[str]) -> None:
+    """Each runtime and its quantizer installed (onnxruntime's is in onnxruntime; OpenVINO's
+    is NNCF), else :class:`RuntimeMissing` with the pip line."""
+    for name in runtimes:
+        require_runtime(name)
+    if 'openvino' not in runtimes:
+        return
+    try:
+        found = importlib.util.find_spec('nncf') is not None
+    except (ImportError, ValueError):  # a broken or half-removed install
+        found = False
+    if not found:
+        raise RuntimeMissing(f'OpenVINO INT8 is quantized by NNCF, which is not installed: '
+                             f'{NNCF_INSTALL}')
 
 
 class Logits(nn.Module):
@@ -119,9 +169,10 @@ def preprocessed(model, cfg, split: str, limit: Optional[int] = None, batch_size
             return
 
 
-def folder_images(model, cfg, folder: str, limit: int) -> Iterator[np.ndarray]:
-    """Images of ``folder`` (sorted, at most ``limit``) through the config's test pipeline
-    and the model's data preprocessor, one at a time."""
+def folder_images(model, cfg, folder: str, limit: int) -> Tuple[List[np.ndarray], List[str]]:
+    """``(arrays, skipped)``: the images of ``folder`` (sorted; the first ``limit`` that
+    decode) through the config's test pipeline and the model's data preprocessor, one array
+    each, and the files that do not decode (skipped). An error when none is left."""
     import cv2
     from mmengine.dataset import Compose
     from mmengine.registry import DefaultScope
@@ -136,32 +187,88 @@ def folder_images(model, cfg, folder: str, limit: int) -> Iterator[np.ndarray]:
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         pipeline = Compose(copy.deepcopy(steps))
     height, width = image_size(cfg)
-    for name in files[:limit]:
+    arrays, skipped = [], []
+    for name in files:
+        if len(arrays) >= limit:
+            break
         img = cv2.imread(osp.join(folder, name))
         if img is None:
-            raise ValueError(f'{osp.join(folder, name)}: not a readable image')
+            skipped.append(osp.join(folder, name))
+            continue
         if not any('size' in k or 'scale' in k for s in steps for k in s):
             img = cv2.resize(img, (width, height))
         packed = pipeline(dict(img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2]))
         data = model.data_preprocessor(dict(inputs=[packed['inputs']],
                                             data_samples=[packed['data_samples']]), False)
-        yield data['inputs'].float().numpy()
+        arrays.append(data['inputs'].float().numpy())
+    if not arrays:
+        raise ValueError(f'calibration folder {folder}: none of its {len(files)} images '
+                         f'decodes (e.g. {skipped[0]})')
+    return arrays, skipped
 
 
 def fp32_nodes(path: str) -> List[str]:
-    """The Conv / Gemm nodes kept in fp32: those inside a channel attention's gate (the
-    (1, 2) conv folded into a Gemm over the statistics), PAT_sp's 1-channel gate conv and
-    PAT_sf's attention. Names are the exporters' module paths."""
+    """The nodes the quantizers leave in fp32: those under a ``KeepFP32`` module of the
+    INT8-friendly form (their names hold ``/fp32/``)."""
     import onnx
 
-    keep = []
-    for node in onnx.load(path, load_external_data=False).graph.node:
-        if node.op_type not in INT8_OPS:
-            continue
-        name = node.name
-        if '/token_mixer/attn/' in name or '/pat_sp/' in name:
-            keep.append(name)
-    return keep
+    return [n.name for n in onnx.load(path, load_external_data=False).graph.node
+            if FP32_MARK in n.name]
+
+
+def _rewrite(path: str, edit) -> int:
+    import onnx
+
+    model = onnx.load(path)
+    count = edit(model.graph)
+    onnx.save(model, path)
+    return count
+
+
+def own_initializers(path: str) -> int:
+    """Give every ``Identity(initializer)`` node's output its own copy of the initializer
+    (exporters share equal constants, e.g. the gates' 0.5 biases, through Identity nodes, and
+    a conv whose bias is not an initializer is left fp32 by the quantizer). Returns how many."""
+    import onnx
+
+    def edit(graph) -> int:
+        initializers = {i.name: i for i in graph.initializer}
+        nodes = []
+        for node in graph.node:
+            if node.op_type == 'Identity' and node.input[0] in initializers:
+                copied = onnx.TensorProto()
+                copied.CopyFrom(initializers[node.input[0]])
+                copied.name = node.output[0]
+                graph.initializer.append(copied)
+            else:
+                nodes.append(node)
+        count = len(graph.node) - len(nodes)
+        del graph.node[:]
+        graph.node.extend(nodes)
+        return count
+
+    return _rewrite(path, edit)
+
+
+def shapes_from_int8(path: str) -> int:
+    """``Shape(DequantizeLinear(q))`` -> ``Shape(q)`` (the same shape) in a QDQ file, so that no
+    full map is dequantized only to read its size (dynamic-size exports). Returns how many."""
+    def edit(graph) -> int:
+        producer = {o: n for n in graph.node for o in n.output}
+        count = 0
+        for node in graph.node:
+            source = producer.get(node.input[0]) if node.op_type == 'Shape' else None
+            if source is not None and source.op_type == 'DequantizeLinear':
+                node.input[0] = source.input[0]
+                count += 1
+        used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+        nodes = [n for n in graph.node
+                 if n.op_type != 'DequantizeLinear' or n.output[0] in used]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        return count
+
+    return _rewrite(path, edit)
 
 
 class _Reader:
@@ -180,57 +287,104 @@ class _Reader:
         self.index = 0
 
 
-def quantize(config: str, checkpoint: str, out: str, calib_num: int = 300,
-             calib_dir: Optional[str] = None, cfg_options: Optional[dict] = None) -> dict:
-    """Write ``out`` (INT8, QDQ) and its fp32 export beside it (``*_fp32.onnx``); returns
-    what it did, with the config and the fused model (for :func:`evaluate`). Nothing is
-    written when anything fails."""
+def quantize_onnxruntime(fp32: str, out: str, arrays: List[np.ndarray], tmp: str,
+                         keep=fp32_nodes) -> List[str]:
+    """``fp32`` (an INT8-friendly export) -> ``out`` in QDQ format by onnxruntime, the nodes
+    ``keep(path)`` names left fp32; returns them."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    pre = osp.join(tmp, 'pre.onnx')
+    quant_pre_process(fp32, pre, skip_symbolic_shape=True)
+    own_initializers(pre)
+    kept = keep(pre)
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    # unsigned activations and signed weights (U8S8): x86's fast INT8 path in onnxruntime
+    quantize_static(pre, out, Reader(arrays), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=True, op_types_to_quantize=list(INT8_OPS),
+                    nodes_to_exclude=kept, calibrate_method=CalibrationMethod.MinMax)
+    shapes_from_int8(out)
+    return kept
+
+
+def quantize_openvino(fp32: str, out: str, arrays: List[np.ndarray]) -> List[str]:
+    """``fp32`` (an INT8-friendly export) -> ``out`` (.xml + .bin), quantized by NNCF on the
+    OpenVINO model; returns the nodes kept fp32."""
+    import nncf
+    import openvino as ov
+
+    model = ov.convert_model(fp32)  # constants folded: NNCF wants weights as constants
+    ignored = nncf.IgnoredScope(patterns=['.*' + FP32_MARK + '.*'], validate=False)
+    quantized = nncf.quantize(model, nncf.Dataset(arrays), subset_size=len(arrays),
+                              ignored_scope=ignored)
+    ov.save_model(quantized, out)
+    return fp32_nodes(fp32)
+
+
+def quantize(config: str, checkpoint: str, out: str, runtimes: Sequence[str] = ('onnxruntime',),
+             calib_num: int = 300, calib_dir: Optional[str] = None,
+             cfg_options: Optional[dict] = None, dynamic: bool = False) -> dict:
+    """Write the INT8 file of each runtime (:func:`int8_paths` of ``out``) and the normal
+    deployed fp32 export beside them (``*_fp32.onnx``, the baseline); returns what it did,
+    with the config and the fused model (for :func:`evaluate`). Nothing is written when
+    anything fails."""
     from .onnx_export import export
 
     if calib_num < 1:
         raise ValueError(f'calib_num must be >= 1, got {calib_num}')
+    paths = int8_paths(out, runtimes)
+    require_quantizers(runtimes)
     cfg, model = load_classifier(config, checkpoint, cfg_options)
+    skipped: List[str] = []
     if calib_dir:
-        arrays = list(folder_images(model, cfg, calib_dir, calib_num))
+        arrays, skipped = folder_images(model, cfg, calib_dir, calib_num)
     else:
         arrays = [image[None] for images, _ in preprocessed(model, cfg, 'train', calib_num,
                                                             shuffle=True) for image in images]
-    fp32_out = osp.splitext(out)[0] + '_fp32.onnx'
+    size = image_size(cfg)
+    fp32_out = out[:-len('.onnx')] + '_fp32.onnx'
+    kept: List[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        fp32, pre, int8 = (osp.join(tmp, n) for n in ('fp32.onnx', 'pre.onnx', 'int8.onnx'))
-        export(Logits(model).eval(), fp32, image_size(cfg), dynamo=False, dynamic=True)
-        quant_pre_process(fp32, pre, skip_symbolic_shape=True)
-        kept = fp32_nodes(pre)
-
-        class Reader(_Reader, CalibrationDataReader):
-            pass
-
-        # unsigned activations and signed weights (U8S8): x86's fast INT8 path in onnxruntime
-        quantize_static(pre, int8, Reader(arrays), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        per_channel=True, op_types_to_quantize=list(INT8_OPS),
-                        nodes_to_exclude=kept, calibrate_method=CalibrationMethod.MinMax)
+        friendly, fp32 = osp.join(tmp, 'int8_friendly.onnx'), osp.join(tmp, 'fp32.onnx')
+        export(Logits(quantizable(model)).eval(), friendly, size, QUANTIZE_OPSET, dynamo=False,
+               dynamic=dynamic, batch=1)
+        export(Logits(model).eval(), fp32, size, dynamo=False, dynamic=dynamic, batch=1)
+        written = {}
+        for runtime, path in paths.items():
+            target = osp.join(tmp, osp.basename(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                if runtime == 'onnxruntime':
+                    kept = quantize_onnxruntime(friendly, target, arrays, tmp)
+                else:
+                    kept = quantize_openvino(friendly, target, arrays)
+            written[target] = path
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         shutil.move(fp32, fp32_out)
-        shutil.move(int8, out)
-    return dict(out=out, fp32=fp32_out, calibration_images=len(arrays), fp32_nodes=kept,
-                config=cfg, model=model)
+        for target, path in written.items():
+            shutil.move(target, path)
+            if path.endswith('.xml'):
+                shutil.move(target[:-len('.xml')] + '.bin', path[:-len('.xml')] + '.bin')
+    return dict(out=paths, fp32=fp32_out, calibration_images=len(arrays), skipped=skipped,
+                fp32_nodes=kept, config=cfg, model=model, dynamic=dynamic)
 
 
-def evaluate(cfg, model: nn.Module, models: dict, runtimes, runs: int = 100,
-             limit: Optional[int] = None, sizes: Sequence[int] = ()) -> List[dict]:
-    """Top-1 on the config's test set, and latency (1 thread, batch 1, every model timed
-    interleaved with the others) on a test image and on random images of each of ``sizes``,
-    of each ONNX file of ``models`` ({precision: path}) in each runtime, PyTorch's fp32
-    first. Rows: runtime, precision, top1, latency_ms ({size label: ms})."""
+def evaluate(cfg, model: nn.Module, fp32: str, int8: Dict[str, str], runs: int = 100,
+             limit: Optional[int] = None, dynamic: bool = False) -> List[dict]:
+    """Top-1 on the config's test set, and latency (1 thread, batch 1, all timed interleaved,
+    on a test image), of PyTorch's fp32, of the ``fp32`` ONNX file in each runtime of ``int8``
+    ({runtime: its INT8 file}) and of each INT8 file in its runtime. Rows: runtime,
+    precision, top1, latency_ms."""
     from ..benchmark.runtimes import onnx_session
     from ..benchmark.timing import num_threads, time_interleaved
 
-    batches = list(preprocessed(model, cfg, 'test', limit))
+    # a fixed-size file takes batch 1
+    batches = list(preprocessed(model, cfg, 'test', limit, batch_size=32 if dynamic else 1))
     logits = Logits(model).eval()
 
     def top1(run) -> float:
@@ -240,25 +394,18 @@ def evaluate(cfg, model: nn.Module, models: dict, runtimes, runs: int = 100,
     with torch.inference_mode():
         rows = [dict(runtime='torch', precision='fp32',
                      top1=top1(lambda x: logits(torch.from_numpy(x)).numpy()))]
-    threads = torch.get_num_threads()
-    singles = {('torch', 'fp32'): lambda x: logits(torch.from_numpy(x))}
-    for runtime in runtimes:
-        for precision, path in models.items():
-            run = onnx_session(runtime, path, threads)
-            rows.append(dict(runtime=runtime.name, precision=precision,
+    calls = {('torch', 'fp32'): lambda x: logits(torch.from_numpy(x))}
+    for name, int8_path in int8.items():
+        runtime = require_runtime(name)
+        for precision, path in (('fp32', fp32), ('int8', int8_path)):
+            run = onnx_session(runtime, path, 1)
+            rows.append(dict(runtime=name, precision=precision,
                              top1=top1(lambda x, r=run: r(x)[0])))
-            singles[(runtime.name, precision)] = onnx_session(runtime, path, 1)
-    native = batches[0][0][:1]
-    inputs = {'x'.join(map(str, native.shape[2:])): native}
-    for size in sizes:
-        inputs[f'{size}x{size}'] = np.random.default_rng(0).standard_normal(
-            (1, 3, size, size)).astype(np.float32)
+            calls[(name, precision)] = run
+    x = batches[0][0][:1]
+    with num_threads(1):
+        seconds = time_interleaved({k: (lambda f=f: f(x)) for k, f in calls.items()},
+                                   10, runs, rounds=runs)
     for row in rows:
-        row['latency_ms'] = {}
-    for label, x in inputs.items():
-        with num_threads(1):
-            seconds = time_interleaved({k: (lambda f=f: f(x)) for k, f in singles.items()},
-                                       10, runs, rounds=runs)
-        for row in rows:
-            row['latency_ms'][label] = 1e3 * seconds[(row['runtime'], row['precision'])]
+        row['latency_ms'] = 1e3 * seconds[(row['runtime'], row['precision'])]
     return rows

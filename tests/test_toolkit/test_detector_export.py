@@ -343,3 +343,45 @@ def test_export_tool_takes_deployment_nms_settings(tmp_path):
     x = np.random.RandomState(0).randn(2, 3, 160, 160).astype(np.float32)
     dets, labels = ort.InferenceSession(str(out)).run(None, {'input': x})
     assert dets.shape[1] <= 5 and (dets[labels >= 0][:, 4] > 0.05).all()
+
+
+def test_int8_detector_quantizes_the_network_and_keeps_the_post_processing_fp32(
+        exported, coco_root, tmp_path):
+    """tools/quantize.py on an mmdet config: the end-to-end RTMDet at its fixed size with every
+    conv of the backbone, neck and head in INT8 (QDQ) and the decoding, top-k and NMS fp32;
+    the metadata kept, so the runtime side runs it, its detections near the fp32 file's."""
+    import onnx
+
+    out = tmp_path / 'int8' / 'rtmdet_int8.onnx'
+    code, log = run([sys.executable, 'tools/quantize.py', RTMDET, exported['rtmdet'].checkpoint,
+                     str(out), '--calib-num', '4', '--cfg-options',
+                     *coco_data_options(coco_root)])
+    assert code == 0, log[-3000:]
+    fp32 = tmp_path / 'int8' / 'rtmdet_int8_fp32.onnx'
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([fp32.name, out.name])
+    graph = onnx.load(str(out)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def quantized_input(node):
+        source = producer.get(node.input[0])
+        return source is not None and source.op_type == 'DequantizeLinear'
+
+    convs = [n for n in graph.node if n.op_type == 'Conv' and '/fp32/' not in n.name]
+    assert convs and all(quantized_input(n) for n in convs)
+    assert all(n.name.startswith(('/backbone/', '/neck/', '/bbox_head/')) for n in convs)
+    post = [n for n in graph.node if n.op_type in ('TopK', 'NonMaxSuppression')]
+    assert post and not any(quantized_input(n) for n in post)
+    assert read_meta(str(out)) == read_meta(str(fp32))
+    image = cv2.imread(osp.join(coco_root, 'val', sorted(os.listdir(osp.join(coco_root,
+                                                                              'val')))[0]))
+    ref, got = Detector(str(fp32))(image), Detector(str(out))(image)
+    assert got.boxes.shape[1] == 4 and len(got.scores) == len(got.labels)
+    assert len(ref.scores) > 0 and len(got.scores) > 0
+
+
+def test_int8_detector_refuses_openvino_and_dynamic(exported, tmp_path):
+    for extra in (['--runtime', 'openvino'], ['--dynamic']):
+        code, log = run([sys.executable, 'tools/quantize.py', RTMDET,
+                         exported['rtmdet'].checkpoint, str(tmp_path / 'x.onnx'), *extra])
+        assert code == 2 and 'a detector is quantized for onnxruntime' in log, log[-2000:]
+    assert not any(tmp_path.iterdir())

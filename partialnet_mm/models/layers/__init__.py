@@ -6,11 +6,12 @@ from .attention import (CHANNEL_ATTENTIONS, GaussianChannelAttention, ImageRelat
 from .blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from .eca import ECA, eca_kernel_size
 from .patconv import PATChannel, PATConv, PATSelfAttention, PATSpatial
+from .quantizable import quantizable
 
 __all__ = [
     'CHANNEL_ATTENTIONS', 'ECA', 'GaussianChannelAttention', 'ImageRelativePositionBias',
     'LayerNorm2d', 'PATChannel', 'PATConv', 'PATSelfAttention', 'PATSpatial', 'PartialMLP',
     'PartialNetBlock', 'PartialNetBlockV2', 'PartialNetStage', 'RelPosSelfAttention',
     'SEAttention', 'SRMAttention', 'SpatialAttentionGate', 'eca_kernel_size',
-    'mean_std_pool'
+    'mean_std_pool', 'quantizable'
 ]
