@@ -11,6 +11,8 @@
     .venv/bin/python tools/benchmark.py --plot cpu.png docs/bench/cpu_*.json  # speed against params
     # deployment runtimes
     .venv/bin/python tools/benchmark.py t2 --runtime torch,onnxruntime,openvino
+    # INT8 against fp32 and against the peers' INT8 (ONNX Runtime QDQ, OpenVINO NNCF)
+    .venv/bin/python tools/benchmark.py t0 --runtime onnxruntime,openvino --int8
     # 800x1216 backbone
     .venv/bin/python tools/benchmark.py s --runtime onnxruntime --backbone --dynamic
     # the whole detector (NMS inside) against its mmdet baseline, exported the same way
@@ -36,6 +38,11 @@ mmdet config ours is built on (``--det-baseline`` to change it).
 then timed in PyTorch eager, ONNX Runtime and OpenVINO interleaved: 1 thread batch 1 and all
 threads batch ``--cpu-batch``; ``--backbone`` times the four-stage feature extractors at
 800x1216 (``--det-shape``) instead of the classifiers at 224x224.
+
+``--runtime ... --int8``: the same three models, fp32 and INT8 (quantized as
+tools/quantize.py does: the INT8-friendly form, onnxruntime's QDQ and NNCF, calibrated on
+random images; random weights decide no kernel), all timed interleaved at 1 thread batch 1,
+with the INT8 graphs' node counts and ONNX Runtime's profile of PartialNet's INT8 file.
 
 ``--det CONFIG --runtime``: the whole detector and its baseline exported end to end (as
 tools/export_onnx.py does; NMS and masks inside), each checked against mmdet's predict, for a
@@ -104,6 +111,8 @@ def parse_args(argv=None):
     p.add_argument('--runtime', metavar='NAMES',
                    help='time the deployment runtimes instead: a comma-separated list of '
                         'torch, onnxruntime, openvino')
+    p.add_argument('--int8', action='store_true',
+                   help='--runtime: fp32 and INT8 of PartialNet and its peers, interleaved')
     p.add_argument('--backbone', action='store_true',
                    help='--runtime: the detection backbones at --det-shape (800x1216)')
     p.add_argument('--dynamic', action='store_true',
@@ -236,6 +245,14 @@ def run_runtimes(args) -> int:
         throughput_runs=args.cpu_runs, warmup=args.warmup, rounds=args.rounds,
         dynamic=args.dynamic, dynamo=args.exporter == 'dynamo')
     try:
+        if args.int8:
+            from partialnet_mm.benchmark.int8 import benchmark_int8
+            from partialnet_mm.benchmark.report import format_int8
+            if args.backbone or args.dynamic:
+                raise ValueError('--int8 times the classifiers at one input size: drop '
+                                 '--backbone and --dynamic')
+            return report(benchmark_int8(args.model, parse_runtimes(args.runtime), settings),
+                          args, format_int8)
         result = benchmark_runtimes(args.model, parse_runtimes(args.runtime), settings,
                                     backbone=args.backbone)
     except (FusionMismatch, ExportMismatch) as e:

@@ -35,7 +35,7 @@ from ..deploy import check_fused, randomize_norms
 from ..models import PartialNet
 from ..toolkit.detector_export import (OPSET, check_export, deploy_meta, fuse_backbone,
                                        load_detector, write_onnx)
-from ..toolkit.end2end import end2end_model
+from ..toolkit.end2end import end2end_model, part_of
 from .detection import BASELINE, _baseline
 from .peers import FUSED
 from .runner import REFUSAL
@@ -108,21 +108,9 @@ def _prepare(config: str, size: Tuple[int, int], folder: str, tag: str, seed: in
                 family=e2e.family, checked=report.matched)
 
 
-# detector parts by the first module of an ONNX node's name (the exporter names nodes by module
-# path); nodes of the end-to-end wrapper itself are the post-processing
-PARTS = {'backbone': 'backbone', 'neck': 'neck', 'bbox_head': 'head', 'head': 'head',
-         'rpn_head': 'head', 'roi_head': 'head'}
-
-
-def part_of(node: str) -> str:
-    """The detector part an ONNX node belongs to (the wrapper's own nodes, RoI pooling
-    included for two-stage detectors: 'post-processing')."""
-    return PARTS.get(node.lstrip('/').split('/')[0], 'post-processing')
-
-
 def op_profile(path: str, x: np.ndarray, runs: int = 5, threads: int = 1) -> Dict[str, dict]:
     """Milliseconds per run of ``path`` in ONNX Runtime (its profiler), by op type and by
-    detector part (:data:`PARTS`), largest first."""
+    detector part (:func:`end2end.part_of`), largest first."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -76,6 +76,28 @@ def format_runtimes(result: dict) -> str:
     return '\n'.join(lines)
 
 
+def format_int8(result: dict) -> str:
+    """The INT8 table (``benchmark_int8``): fp32 and INT8 latency of each model in each
+    runtime, the ratios, the INT8 graphs' node counts, PartialNet's INT8 profile."""
+    s = result['settings']
+    table = markdown_table(
+        ['runtime', 'model', 'precision', f"CPU latency (ms, 1 thread, batch 1, "
+                                          f"{s['height']}x{s['width']})"],
+        [[r['runtime'], r['model'], r['precision'], format(r['cpu_latency_ms'], '.2f')]
+         for r in result['rows']])
+    lines = [table, '', f"{s['exporter']} exporter, {s['input']}, {s['weights']}; "
+                        f"calibrated on {s['calibration_images']} random images"]
+    lines += [f'{k}: {v:.3f}' for k, v in result['ratios'].items()]
+    lines += [f'ONNX Runtime INT8 graph, {name}: ' + ', '.join(f'{k} {v}' for k, v in c.items())
+              for name, c in result['int8_graph_counts'].items()]
+    lines.append('ONNX Runtime profile of PartialNet INT8 (% of node time): ' + ', '.join(
+        f'{k} {v}' for k, v in result['partialnet_int8_profile'].items()))
+    env = result['env']
+    lines.append(', '.join(f'{k} {env[k]}' for k in ('torch', 'onnxruntime', 'openvino')
+                           if k in env) + f", {env['cpu']} ({env['cpu_count']} CPUs)")
+    return '\n'.join(lines)
+
+
 def format_detector_parts(result: dict) -> str:
     """A one-stage detector table (``benchmark_detector_parts``): milliseconds per part for
     the fused PartialNet detector and the baseline at each thread count, the ratio, and the

@@ -20,20 +20,15 @@ from partialnet_runtime.detector import preprocess
 from ..models.layers.quantizable import FP32_MARK, quantizable
 from .detector_export import (OPSET, deploy_meta, export_size, fuse_backbone, load_detector,
                               write_onnx)
-from .end2end import end2end_model
-
-# the detector's own modules, by the exporter's node-name prefixes: quantized; the rest of the
-# end-to-end graph (decoding, NMS, RoIAlign) is the deployment's fp32 post-processing
-NETWORK_SCOPES = ('/backbone/', '/neck/', '/bbox_head/', '/rpn_head/', '/mask_head/')
-
+from .end2end import POST_PROCESSING, end2end_model, part_of
 
 def fp32_detector_nodes(path: str) -> List[str]:
-    """The nodes of an end-to-end file kept fp32: outside :data:`NETWORK_SCOPES`, or under a
-    ``KeepFP32`` module."""
+    """The nodes of an end-to-end file kept fp32: the post-processing (:func:`end2end.part_of`)
+    and those under a ``KeepFP32`` module."""
     import onnx
 
     return [n.name for n in onnx.load(path, load_external_data=False).graph.node
-            if FP32_MARK in n.name or not n.name.startswith(NETWORK_SCOPES)]
+            if FP32_MARK in n.name or part_of(n.name) == POST_PROCESSING]
 
 
 def calibration_inputs(cfg, meta: dict, limit: int) -> List[np.ndarray]:

@@ -39,6 +39,18 @@ FAMILIES = {
 # the mask output of each family: 'roi' = (N, K, h, w) per-box masks to paste, 'image' =
 # (N, K, H, W) at input size; None: boxes only
 MASK_KIND_ROI, MASK_KIND_IMAGE = 'roi', 'image'
+# the network's parts by the first module of an exported node's name (the exporter names nodes
+# by module path); the wrapper's own nodes (decoding, NMS, RoIAlign, mask pasting) are the
+# post-processing
+PARTS = {'backbone': 'backbone', 'neck': 'neck', 'bbox_head': 'head', 'head': 'head',
+         'rpn_head': 'head', 'roi_head': 'head', 'mask_head': 'head'}
+POST_PROCESSING = 'post-processing'
+
+
+def part_of(node: str) -> str:
+    """The detector part an exported node belongs to: backbone, neck, head, or
+    post-processing."""
+    return PARTS.get(node.lstrip('/').split('/')[0], POST_PROCESSING)
 
 
 class UnsupportedDetector(ValueError):

@@ -315,9 +315,12 @@ def quantize_onnxruntime(fp32: str, out: str, arrays: List[np.ndarray], tmp: str
 def quantize_openvino(fp32: str, out: str, arrays: List[np.ndarray]) -> List[str]:
     """``fp32`` (an INT8-friendly export) -> ``out`` (.xml + .bin), quantized by NNCF on the
     OpenVINO model; returns the nodes kept fp32."""
+    import logging
+
     import nncf
     import openvino as ov
 
+    nncf.set_log_level(logging.WARNING)  # not its table of every ignored node
     model = ov.convert_model(fp32)  # constants folded: NNCF wants weights as constants
     ignored = nncf.IgnoredScope(patterns=['.*' + FP32_MARK + '.*'], validate=False)
     quantized = nncf.quantize(model, nncf.Dataset(arrays), subset_size=len(arrays),

@@ -199,6 +199,32 @@ def test_runtime_table_smoke(tmp_path, dynamic):
 
 
 @pytest.mark.slow
+def test_int8_table_smoke(tmp_path):
+    """--int8: fp32 and INT8 of the three models in both runtimes, one interleaved run, with
+    the ratios and the INT8 graphs' node counts (PartialNet's full maps all INT8 but GELU's)."""
+    out = tmp_path / 'int8.json'
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--smoke', '--runtime',
+                     'torch,onnxruntime,openvino', '--int8', '--json', str(out)])
+    assert code == 0, log[-3000:]
+    result = json.loads(out.read_text())
+    assert {(r['runtime'], r['role'], r['precision']) for r in result['rows']} == {
+        (rt, role, p) for rt in ('onnxruntime', 'openvino')
+        for role in ('fused', 'fasternet', 'resnet50') for p in ('fp32', 'int8')}
+    assert all(r['cpu_latency_ms'] > 0 for r in result['rows'])
+    assert 'onnxruntime: PartialNet int8 / FasterNet-T0 (timm) int8' in result['ratios']
+    counts = result['int8_graph_counts']['PartialNet-T0 fused']
+    assert counts['int8 nodes'] > 200 and counts['QuantizeLinear'] > 100
+    # what stays fp32 on full maps: GELU (one Gelu node per block) and the head's mean pool
+    ops = counts['fp32 full-map ops']
+    assert ops['Gelu'] == 13 and set(ops) <= {'Gelu', 'ReduceMean'}
+    assert ops.get('ReduceMean', 0) <= 1
+    assert 'QLinearConv' in result['partialnet_int8_profile']
+    code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--runtime', 'torch',
+                     '--int8'])
+    assert code == 2 and 'name onnxruntime and/or openvino' in log, log[-2000:]
+
+
+@pytest.mark.slow
 def test_runtime_table_refuses_unknown_runtime_and_configs():
     code, log = run([sys.executable, 'tools/benchmark.py', 't0', '--runtime', 'tvm'])
     assert code == 2 and "unknown runtime 'tvm'" in log, log[-2000:]

@@ -13,6 +13,7 @@ from partialnet_mm.models.layers import quantizable
 from partialnet_mm.models.layers.attention import DeployStyleAttention, InplaceSpatialGate
 from partialnet_mm.models.layers.quantizable import (FP32_MARK, KeepFP32,
                                                      QuantizablePartialMLP,
+                                                     QuantizableSelfAttention,
                                                      QuantizableStyleAttention)
 from partialnet_mm.toolkit.onnx_export import export
 
@@ -76,4 +77,5 @@ def test_onnx_full_maps_have_int8_kernels_only(tmp_path):
         None, {'input': x.numpy()})[0]
     with torch.no_grad():
         assert compare_outputs(Last(friendly)(x), torch.from_numpy(got))[0] <= FUSE_TOLERANCE
-    assert isinstance(friendly.stages[3].blocks[0].token_mixer.attn, KeepFP32)
+    attn = friendly.stages[3].blocks[0].token_mixer.attn
+    assert isinstance(attn, QuantizableSelfAttention) and isinstance(attn.attend, KeepFP32)

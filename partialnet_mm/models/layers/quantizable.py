@@ -9,6 +9,8 @@ Add, Concat, GlobalAveragePool) and only (B, C, 1, 1) arithmetic stays fp32.
 - PAT_sp after fc2: the BN scale of the gated half folded into fc2's rows, and the gate's
   1-channel conv read from fc2's input (``w_gate (W2 h + b2) = (w_gate W2) h + w_gate b2``), so
   fc2 is two convs and the gate a third, with no channel slices and one multiply.
+- PAT_sf: its ``qkv`` and output projections in INT8; the LayerNorm and the attention
+  (scores, iRPE bias, softmax) fp32.
 
 :func:`quantizable` turns a deployed (fused) model into this form. What must stay fp32 (the
 statistics gate, PAT_sf's attention) sits under a :class:`KeepFP32` module, whose exported
@@ -122,6 +124,55 @@ class QuantizablePartialMLP(nn.Module):
         return torch.cat((gated, self.fc2_rest(h)), dim=1)
 
 
+class PixelLayerNorm(nn.Module):
+    """LayerNorm over the channels of an NCHW map, returned channels last (B, H, W, C), with
+    no affine part (the deployed attention folded it into ``qkv``)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.channels, self.eps = channels, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), eps=self.eps)
+
+
+class AttentionCore(nn.Module):
+    """Multi-head attention with the iRPE bias over the (B, H, W, 3C) output of ``qkv``:
+    (B, H * W, C) before the output projection."""
+
+    def __init__(self, attention: DeployRelPosSelfAttention):
+        super().__init__()
+        self.channels, self.num_heads = attention.channels, attention.num_heads
+        self.head_dim, self.scale = attention.head_dim, attention.scale
+        self.rpe_k = copy.deepcopy(attention.rpe_k)
+
+    def forward(self, qkv: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        b = qkv.shape[0]
+        q, k, v = qkv.reshape(b, height * width, 3, self.num_heads, self.head_dim) \
+            .permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.rpe_k(height, width, q.dtype)[None]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        return out.transpose(1, 2).reshape(b, height * width, self.channels)
+
+
+class QuantizableSelfAttention(nn.Module):
+    """INT8-friendly :class:`DeployRelPosSelfAttention` (PAT_sf): the ``qkv`` and output
+    projections in INT8, the LayerNorm and the attention itself (scores, bias, softmax)
+    fp32."""
+
+    def __init__(self, attention: DeployRelPosSelfAttention):
+        super().__init__()
+        self.channels = attention.channels
+        self.norm = KeepFP32(PixelLayerNorm(attention.channels, attention.eps))
+        self.qkv, self.proj = copy.deepcopy(attention.qkv), copy.deepcopy(attention.proj)
+        self.attend = KeepFP32(AttentionCore(attention))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        out = self.proj(self.attend(self.qkv(self.norm(x)), h, w))
+        return out.reshape(b, h, w, self.channels).permute(0, 3, 1, 2)
+
+
 def _form(module: nn.Module):
     """The INT8-friendly replacement of one deployed module, or None to keep (and visit) it."""
     from .blocks import PartialMLP
@@ -130,7 +181,7 @@ def _form(module: nn.Module):
     if isinstance(module, PartialMLP) and isinstance(module.pat_sp, InplaceSpatialGate):
         return QuantizablePartialMLP(module)
     if isinstance(module, DeployRelPosSelfAttention):
-        return KeepFP32(copy.deepcopy(module))
+        return QuantizableSelfAttention(module)
     return None
 
 
