@@ -37,7 +37,7 @@ PUBLIC_API = [
     'SEAttention', 'SRMAttention', 'SpatialAttentionGate', '__version__', 'checkpoint_form',
     'collect_gates', 'dpconv_losses', 'eca_kernel_size', 'freeze_state_dict',
     'load_backbone_checkpoint', 'mean_std_pool', 'patch_mmengine_checkpoint_loading',
-    'register_all']
+    'quantizable', 'register_all']
 
 
 def test_public_api():

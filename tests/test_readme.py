@@ -29,7 +29,7 @@ RULES = [
     (r'\.venv/bin/python tools/train\.py configs/demo/partialnet-t0_digits', EPOCHS_1),
     (r'\.venv/bin/python tools/(test|reparameterize_model)\.py configs/demo/(mask_rcnn|partialnet)',
      [{'epoch_12': 'epoch_1', 'epoch_8': 'epoch_1'}]),
-    (r'\.venv/bin/python tools/quantize\.py', [{'epoch_8': 'epoch_1'}]),
+    (r'\.venv/bin/python tools/quantize\.py', [{'epoch_8': 'epoch_1', 'epoch_12': 'epoch_1'}]),
     (r'\.venv/bin/python tools/export_onnx\.py', [{'epoch_12': 'epoch_1'}]),
     (r'\.venv/bin/python tools/deploy_test\.py', [{'epoch_12': 'epoch_1'}]),
     (r'\.venv/bin/python tools/deploy_infer\.py', []),
