@@ -13,9 +13,10 @@ test image size (``--dynamic``: any batch and size), then quantized, calibrated 
 ``--calib-num`` images of the config's training set through its test pipeline (or of
 ``--calib-dir``): for ``onnxruntime`` by onnxruntime's quantize_static (QDQ, OUT.onnx), for
 ``openvino`` by NNCF (OUT_openvino.xml + .bin). The normal deployed form is written beside
-them in fp32 (OUT_fp32.onnx). The channel attentions' (B, C, 1, 1) gates and PAT_sf's
-attention stay fp32. ``--eval``: top-1 on the config's test set and 1-thread batch-1 latency
-of fp32 and INT8 in each runtime, PyTorch fp32 beside them, timed interleaved.
+them in fp32 (OUT_fp32.onnx). The channel attentions' (B, C, 1, 1) gates, PAT_sf's
+LayerNorm and attention scores, and GELU stay fp32. ``--eval``: top-1 on the config's test
+set and 1-thread batch-1 latency of fp32 and INT8 in each runtime, PyTorch fp32 beside them,
+timed interleaved.
 
 An mmdet config (RTMDet, RTMDet-Ins, Faster / Mask R-CNN) gives the end-to-end file of
 tools/export_onnx.py at its fixed size, backbone, neck and heads in INT8 and the decoding and
@@ -63,10 +64,11 @@ def main(argv=None):
         return 2
     for path in done['skipped']:
         print(f'skipped {path}: not a readable image')
+    skipped = f', {len(done["skipped"])} skipped' if done['skipped'] else ''
     print(f'wrote {", ".join(done["out"].values())} (INT8, calibrated on '
-          f'{done["calibration_images"]} images{", %d skipped" % len(done["skipped"]) if done["skipped"] else ""}) '
+          f'{done["calibration_images"]} images{skipped}) '
           f'and {done["fp32"]} (fp32); {len(done["fp32_nodes"])} nodes kept fp32 '
-          f'(channel attention gates, PAT_sf attention)')
+          f'(channel attention gates, PAT_sf LayerNorm and attention scores)')
     if args.eval:
         rows = evaluate(done['config'], done['model'], done['fp32'], done['out'], args.runs,
                         dynamic=args.dynamic)

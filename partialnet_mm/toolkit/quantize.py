@@ -11,7 +11,7 @@ or of a folder:
 - ``onnxruntime``: onnxruntime's ``quantize_static`` in QDQ format (unsigned 8-bit
   activations, signed 8-bit weights per output channel, min-max calibration) over the
   operators of :data:`INT8_OPS`; the nodes under a ``KeepFP32`` module (the channel
-  attentions' (B, C, 1, 1) gates, PAT_sf's attention) stay fp32.
+  attentions' (B, C, 1, 1) gates, PAT_sf's LayerNorm and attention scores) stay fp32.
 - ``openvino``: NNCF, OpenVINO's own quantizer, on the OpenVINO model of the same ONNX file
   (its default preset, the same calibration images, the same nodes kept fp32).
 
