@@ -123,3 +123,14 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
         argv = _cpu_distributed(argv)
     sys.argv = [str(tool)] + argv
     runpy.run_path(str(tool), run_name='__main__')
+    _close_process_group()
+
+
+def _close_process_group() -> None:
+    """After a distributed run that ended well: every rank waits for the others, then the
+    process group is closed. Left to interpreter exit, gloo's threads can abort a rank
+    ("terminate called without an active exception") while another still talks to it."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
