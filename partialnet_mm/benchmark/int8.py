@@ -13,7 +13,6 @@ nodes that read a full map) and ONNX Runtime's profile of PartialNet's INT8 file
 """
 import os.path as osp
 import tempfile
-import warnings
 from typing import Dict, Sequence
 
 import torch
@@ -22,7 +21,7 @@ from partialnet_runtime.backends import Runtime, onnx_session
 
 from ..models.layers.quantizable import FP32_MARK, quantizable
 from ..toolkit.onnx_export import export
-from ..toolkit.quantize import (INT8_OPS, QUANTIZE_OPSET, quantize_onnxruntime, quantize_openvino,
+from ..toolkit.quantize import (INT8_OPS, QUANTIZE_OPSET, int8_paths, quantize_for,
                                 require_quantizers)
 from .detector_runtimes import op_profile
 from .peers import FUSED
@@ -90,17 +89,12 @@ def benchmark_int8(arch: str, runtimes: Sequence[Runtime],
             export(quantizable(model) if role == FUSED else model, friendly, size,
                    QUANTIZE_OPSET, dynamo=False, dynamic=False, batch=1)
             for rt in runtimes:
-                int8 = osp.join(tmp, f'{role}_{rt.name}_int8' +
-                                ('.onnx' if rt.name == 'onnxruntime' else '.xml'))
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    if rt.name == 'onnxruntime':
-                        quantize_onnxruntime(friendly, int8, calibration, tmp)
-                        counts[name] = int8_graph_counts(int8)
-                        if role == FUSED:
-                            profile = op_profile(int8, x)['by_op']
-                    else:
-                        quantize_openvino(friendly, int8, calibration)
+                int8 = int8_paths(osp.join(tmp, f'{role}_int8.onnx'), [rt.name])[rt.name]
+                quantize_for(rt.name, friendly, int8, calibration, tmp)
+                if rt.name == 'onnxruntime':
+                    counts[name] = int8_graph_counts(int8)
+                    if role == FUSED:
+                        profile = op_profile(int8, x)['by_op']
                 for precision, path in (('fp32', fp32), ('int8', int8)):
                     run = onnx_session(rt, path, 1)
                     calls[(rt.name, role, precision)] = (lambda r=run: r(x))
@@ -131,5 +125,4 @@ def benchmark_int8(arch: str, runtimes: Sequence[Runtime],
                               rounds=s.rounds, calibration_images=CALIBRATION_IMAGES,
                               exporter='torchscript', input='fixed size',
                               weights='random (BN statistics randomised)'),
-                env=dict(environment(False), **{rt.name: _version(rt) for rt in runtimes
-                                                if rt.package}))
+                env=dict(environment(False), **{rt.name: _version(rt) for rt in runtimes}))

@@ -22,6 +22,7 @@ from .detector_export import (OPSET, deploy_meta, export_size, fuse_backbone, lo
                               write_onnx)
 from .end2end import POST_PROCESSING, end2end_model, part_of
 
+
 def fp32_detector_nodes(path: str) -> List[str]:
     """The nodes of an end-to-end file kept fp32: the post-processing (:func:`end2end.part_of`)
     and those under a ``KeepFP32`` module."""
@@ -60,12 +61,9 @@ def quantize_detector(config: str, checkpoint: str, out: str, calib_num: int = 6
     """Write ``out`` (INT8, QDQ, for ONNX Runtime) and the normal fp32 export at the same
     fixed size beside it (``*_fp32.onnx``, what ``tools/export_onnx.py --fixed-size``
     writes); nothing is written when anything fails."""
-    import onnx
+    from .quantize import fp32_path, int8_paths, quantize_onnxruntime
 
-    from .quantize import quantize_onnxruntime
-
-    if not out.endswith('.onnx'):
-        raise ValueError(f'{out}: the output must be a .onnx path')
+    int8_paths(out, ['onnxruntime'])  # a .onnx path
     if calib_num < 1:
         raise ValueError(f'calib_num must be >= 1, got {calib_num}')
     cfg, model = load_detector(config, checkpoint, cfg_options)
@@ -74,7 +72,7 @@ def quantize_detector(config: str, checkpoint: str, out: str, calib_num: int = 6
     e2e = end2end_model(model)
     meta = deploy_meta(cfg, e2e, size)
     arrays = calibration_inputs(cfg, meta, calib_num)
-    fp32_out = out[:-len('.onnx')] + '_fp32.onnx'
+    fp32_out = fp32_path(out)
     with tempfile.TemporaryDirectory() as tmp:
         fp32, friendly, int8 = (osp.join(tmp, n) for n in ('fp32.onnx', 'friendly.onnx',
                                                             'int8.onnx'))
@@ -86,11 +84,6 @@ def quantize_detector(config: str, checkpoint: str, out: str, calib_num: int = 6
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             kept = quantize_onnxruntime(friendly, int8, arrays, tmp, fp32_detector_nodes)
-        # the runtime side reads its metadata from the file: onnxruntime's quantizer drops it
-        proto = onnx.load(int8)
-        del proto.metadata_props[:]
-        proto.metadata_props.extend(onnx.load(friendly, load_external_data=False).metadata_props)
-        onnx.save(proto, int8)
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         shutil.move(fp32, fp32_out)
         shutil.move(int8, out)
@@ -101,26 +94,24 @@ def quantize_detector(config: str, checkpoint: str, out: str, calib_num: int = 6
 def evaluate_detector(config: str, fp32: str, int8: str, runs: int = 20,
                       limit: Optional[int] = None, cfg_options=None) -> List[dict]:
     """The config's test metrics of both files in ONNX Runtime, and their 1-thread latency
-    (model only, one preprocessed test image, timed interleaved). Rows: precision, metrics,
-    latency_ms."""
+    (model only, on a random input of the files' fixed size, timed interleaved). Rows:
+    precision, metrics, latency_ms."""
+    import onnx
+
     from partialnet_runtime.backends import RUNTIMES, onnx_session
 
     from ..benchmark.timing import time_interleaved
     from .deploy_eval import evaluate_deployed
 
+    dims = onnx.load(fp32, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    x = np.random.default_rng(0).standard_normal([d.dim_value for d in dims]).astype(np.float32)
     rows = []
     calls = {}
-    x = None
     for precision, path in (('fp32', fp32), ('int8', int8)):
         metrics = evaluate_deployed(config, path, 'onnxruntime', threads=1, limit=limit,
                                     cfg_options=cfg_options)
         rows.append(dict(precision=precision, metrics=metrics))
         calls[precision] = onnx_session(RUNTIMES['onnxruntime'], path, 1)
-        if x is None:
-            import onnx
-            dims = onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type
-            x = np.random.default_rng(0).standard_normal(
-                [d.dim_value for d in dims.shape.dim]).astype(np.float32)
     seconds = time_interleaved({k: (lambda f=f: f(x)) for k, f in calls.items()}, 3, runs,
                                rounds=runs)
     for row in rows:

@@ -65,6 +65,11 @@ def int8_paths(out: str, runtimes: Sequence[str]) -> Dict[str, str]:
     return {r: INT8_FILES[r].format(stem=out[:-len('.onnx')]) for r in runtimes}
 
 
+def fp32_path(out: str) -> str:
+    """The fp32 baseline written beside the INT8 ``OUT.onnx``: ``OUT_fp32.onnx``."""
+    return out[:-len('.onnx')] + '_fp32.onnx'
+
+
 def require_quantizers(runtimes: Sequence[str]) -> None:
     """Each runtime and its quantizer installed (onnxruntime's is in onnxruntime; OpenVINO's
     is NNCF), else :class:`RuntimeMissing` with the pip line."""
@@ -309,7 +314,32 @@ def quantize_onnxruntime(fp32: str, out: str, arrays: List[np.ndarray], tmp: str
                     per_channel=True, op_types_to_quantize=list(INT8_OPS),
                     nodes_to_exclude=kept, calibrate_method=CalibrationMethod.MinMax)
     shapes_from_int8(out)
+    keep_metadata(fp32, out)
     return kept
+
+
+def keep_metadata(source: str, target: str) -> None:
+    """``target`` gets ``source``'s metadata (onnxruntime's quantizer drops it; the runtime side
+    of a detector reads its preprocessing and classes from there)."""
+    import onnx
+
+    props = onnx.load(source, load_external_data=False).metadata_props
+
+    model = onnx.load(target)
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    onnx.save(model, target)
+
+
+def quantize_for(runtime: str, fp32: str, out: str, arrays: List[np.ndarray],
+                 tmp: str) -> List[str]:
+    """``fp32`` (an INT8-friendly export) -> ``out``, the INT8 file of ``runtime`` (see
+    :data:`INT8_FILES`) by its quantizer; returns the nodes kept fp32."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        if runtime == 'onnxruntime':
+            return quantize_onnxruntime(fp32, out, arrays, tmp)
+        return quantize_openvino(fp32, out, arrays)
 
 
 def quantize_openvino(fp32: str, out: str, arrays: List[np.ndarray]) -> List[str]:
@@ -350,7 +380,7 @@ def quantize(config: str, checkpoint: str, out: str, runtimes: Sequence[str] = (
         arrays = [image[None] for images, _ in preprocessed(model, cfg, 'train', calib_num,
                                                             shuffle=True) for image in images]
     size = image_size(cfg)
-    fp32_out = out[:-len('.onnx')] + '_fp32.onnx'
+    fp32_out = fp32_path(out)
     kept: List[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         friendly, fp32 = osp.join(tmp, 'int8_friendly.onnx'), osp.join(tmp, 'fp32.onnx')
@@ -360,12 +390,7 @@ def quantize(config: str, checkpoint: str, out: str, runtimes: Sequence[str] = (
         written = {}
         for runtime, path in paths.items():
             target = osp.join(tmp, osp.basename(path))
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
-                if runtime == 'onnxruntime':
-                    kept = quantize_onnxruntime(friendly, target, arrays, tmp)
-                else:
-                    kept = quantize_openvino(friendly, target, arrays)
+            kept = quantize_for(runtime, friendly, target, arrays, tmp)
             written[target] = path
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         shutil.move(fp32, fp32_out)
