@@ -28,3 +28,11 @@ model = dict(
                  stages=tuple(i == s for i in range(4)))
             for s, k in enumerate(eca_kernels)
         ]))
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint
+# every 500 iterations within an epoch (an epoch is 5005), atomic checkpoints, --resume continues
+# within the epoch, a NaN/inf loss stops the run
+train_cfg = dict(_delete_=True, type='ResumableEpochBasedTrainLoop', max_epochs=100,
+                 val_interval=1)
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook', iter_interval=500),
+                     invalid_loss=dict(type='InvalidLossHook'))

@@ -17,3 +17,10 @@ model = dict(
              stages=tuple(i == s for i in range(4)))
         for s, k in enumerate(eca_kernels)
     ]))
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint
+# every 1000 iterations within an epoch (a COCO epoch is 7330), atomic checkpoints, --resume continues within the
+# epoch, a NaN/inf loss stops the run
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook', iter_interval=1000),
+                     invalid_loss=dict(type='InvalidLossHook'))

@@ -22,3 +22,11 @@ model = dict(
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     # PartialNet-T1's stages 1-3 (the README's channel table)
     neck=dict(in_channels=[96, 192, 384]))
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint
+# every 200 iterations within an epoch (an epoch is 462; mmdet's
+# RTMDet saves every 10 epochs), atomic checkpoints, --resume continues within the
+# epoch, a NaN/inf loss stops the run
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook', iter_interval=200),
+                     invalid_loss=dict(type='InvalidLossHook'))

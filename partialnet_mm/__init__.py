@@ -16,6 +16,8 @@ warnings.filterwarnings('ignore',
                         message=r'`torch\.cuda\.amp\.autocast\(args\.\.\.\)` is deprecated',
                         category=FutureWarning, module='mmdet')
 
+import importlib.util  # noqa: E402
+
 from .compat import patch_mmengine_checkpoint_loading  # noqa: E402
 from .models import *  # noqa: F401,F403,E402
 from .models import __all__ as _model_names  # noqa: E402
@@ -24,5 +26,7 @@ from .version import __version__  # noqa: E402
 
 patch_mmengine_checkpoint_loading()
 REGISTERED = register_all()
+if importlib.util.find_spec('mmengine') is not None:  # hooks, loop, file backend (mmengine's)
+    from . import training  # noqa: F401,E402
 
 __all__ = ['__version__', 'patch_mmengine_checkpoint_loading', 'register_all'] + _model_names

@@ -1,14 +1,23 @@
-"""Checkpoint files: the one ``torch.load`` of the package, the one writer, and the backbone's
-loading rules (which form a checkpoint holds, and a strict load with errors naming each key).
+"""Checkpoint files: the one ``torch.load`` of the package, the one (atomic) way to write a
+file, and the backbone's loading rules (which form a checkpoint holds, and a strict load with
+errors naming each key).
+
+Every checkpoint this package writes, and every checkpoint of a training run (through
+:mod:`partialnet_mm.training`'s file backend), goes through :func:`atomic_file`: a reader sees
+the previous file or the complete new one, never a part, and a full disk is an error that says
+so.
 
 Local checkpoints are the user's own files (mmengine's, Lightning's), which hold more than
 tensors, so they are read with ``weights_only=False``. A missing, truncated or corrupt file
 is one error that names it, wherever it is read: ``init_cfg``, ``load_from`` and mmdet's /
 mmpretrain's own tools (through :mod:`partialnet_mm.compat`), and this package's tools.
 """
+import contextlib
+import errno
 import os
 import os.path as osp
-from typing import Dict, Iterable, Mapping, Optional, Tuple
+import shutil
+from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import torch
 
@@ -34,14 +43,66 @@ def read_checkpoint_file(filename, map_location='cpu'):
             f'interrupted save or download), corrupt, or not a PyTorch checkpoint') from err
 
 
-def write_checkpoint(obj, filename) -> str:
-    """``torch.save`` into ``filename`` (folders made) through a temporary file renamed at
-    the end, so that an interrupted save never leaves a truncated checkpoint behind."""
+class CheckpointWriteError(OSError):
+    """A file that could not be written (a full disk, say); the file it would have replaced,
+    if any, is unchanged."""
+
+
+PARTIAL_SUFFIX = '.partial'  # what an interrupted write leaves behind, never a checkpoint
+
+
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_error(filename: str, err: OSError) -> CheckpointWriteError:
+    folder = osp.dirname(osp.abspath(filename))
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f'{shutil.disk_usage(folder).free / 2 ** 20:.1f} MiB free'
+        except OSError:
+            free = 'free space unknown'
+        cause = f'the disk is full ({free} on {folder}; {os.strerror(err.errno)})'
+    else:
+        cause = f'{type(err).__name__}: {err}'
+    return CheckpointWriteError(err.errno, f'cannot write {filename}: {cause}. Nothing was '
+                                           f'written there; files already there are unchanged')
+
+
+@contextlib.contextmanager
+def atomic_file(filename) -> Iterator[str]:
+    """Write ``filename`` all at once: the caller writes the path this yields (beside
+    ``filename``, with :data:`PARTIAL_SUFFIX`), which is then flushed to disk and renamed
+    over ``filename``. A reader sees the old file or the complete new one, never a part of
+    it, whatever kills the writer. On an error the partial file is removed and an
+    :class:`CheckpointWriteError` names the file and the cause (a full disk by name)."""
     filename = str(filename)
-    os.makedirs(osp.dirname(osp.abspath(filename)), exist_ok=True)
-    partial = filename + '.partial'
-    torch.save(obj, partial)
-    os.replace(partial, filename)
+    folder = osp.dirname(osp.abspath(filename))
+    partial = filename + PARTIAL_SUFFIX
+    try:
+        os.makedirs(folder, exist_ok=True)
+        yield partial
+        _fsync(partial)  # on disk before it has the name: a node crash leaves no empty file
+        os.replace(partial, filename)
+        _fsync(folder)  # and the rename itself
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.remove(partial)
+        if isinstance(err, OSError) and not isinstance(err, CheckpointWriteError):
+            raise _write_error(filename, err) from err
+        raise
+
+
+def write_checkpoint(obj, filename) -> str:
+    """``torch.save`` into ``filename`` (folders made) with :func:`atomic_file`, so that an
+    interrupted save never leaves a truncated checkpoint behind."""
+    filename = str(filename)
+    with atomic_file(filename) as partial:
+        torch.save(obj, partial)
     return filename
 
 

@@ -21,7 +21,7 @@ def coco_root(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def digits_checkpoint(tmp_path_factory):
-    """PartialNet-T0 trained 4 epochs on the digits by tools/train.py (about 98% top-1): the
+    """PartialNet-T0 trained 4 epochs on the digits by tools/train.py (about 97% top-1): the
     checkpoint the deployment tools (reparameterize, quantize) are tested on."""
     work = str(tmp_path_factory.mktemp('digits'))
     code, log = run([sys.executable, 'tools/train.py', DIGITS, '--work-dir', work,

@@ -25,6 +25,25 @@ CLS = {'t0': (512, 0.004, 0.005, 0.0, None, 0.05, None),
        'l': (256, 0.002, 0.05, 0.3, 7, 0.7, 0.01)}
 
 
+@pytest.mark.parametrize('path', [c for c in CONFIGS if '/_base_/' not in c],
+                         ids=lambda p: osp.basename(p))
+def test_every_config_survives_preemption_and_stops_on_nan(path):
+    """docs/training.md: the checkpoint hook that saves on SIGTERM/SIGUSR1 and writes atomic
+    files, the NaN stop, and for epoch-based runs the loop that resumes within an epoch."""
+    cfg = Config.fromfile(path)
+    hooks = cfg.default_hooks
+    assert hooks.checkpoint.type == 'ResumableCheckpointHook'
+    assert hooks.invalid_loss.type == 'InvalidLossHook'
+    loop = cfg.train_cfg.get('type')
+    assert loop in ('ResumableEpochBasedTrainLoop', 'IterBasedTrainLoop'), loop
+    assert (loop == 'IterBasedTrainLoop') == (hooks.checkpoint.get('by_epoch') is False)
+    name = osp.basename(path)
+    if loop != 'IterBasedTrainLoop' and '/demo/' not in path:  # long epochs save within
+        assert hooks.checkpoint.iter_interval == (1000 if name.startswith('mask_rcnn') else
+                                                  200 if name.startswith('rtmdet') else
+                                                  500 if name.startswith('eca') else 100)
+
+
 def test_every_config_is_listed():
     names = {osp.relpath(c, osp.join(REPO, 'configs')) for c in CONFIGS}
     for v in DET:

@@ -104,9 +104,9 @@ def test_slurm_scripts_pass_mmdets_arguments_to_srun(tmp_path):
     tools = osp.join(REPO, 'tools')
     assert record.read_text().splitlines() == [
         '-p', 'gpu', '--job-name=pn-s', '--gres=gpu:8', '--ntasks=16', '--ntasks-per-node=8',
-        '--cpus-per-task=3', '--kill-on-bad-exit=1', '--time=10', '--exclusive',
-        '/venv/bin/python', '-u', f'{tools}/train.py', 'configs/a b.py', '--work-dir=work_dirs/s',
-        '--launcher=slurm', '--amp', '--cfg-options', 'x=1']
+        '--cpus-per-task=3', '--kill-on-bad-exit=1', '--signal=USR1@180', '--time=10',
+        '--exclusive', '/venv/bin/python', '-u', f'{tools}/train.py', 'configs/a b.py',
+        '--work-dir=work_dirs/s', '--launcher=slurm', '--resume', '--amp', '--cfg-options', 'x=1']
     # defaults: 8 tasks, 8 per node, 5 cores each, no extra srun arguments
     env = _env(PATH=env['PATH'], SRUN_RECORD=str(record), PYTHON='py', GPUS='2')
     proc = subprocess.run(['bash', 'tools/slurm_test.sh', 'p', 'j', 'c.py', 'e.pth'],
@@ -120,6 +120,32 @@ def test_slurm_scripts_pass_mmdets_arguments_to_srun(tmp_path):
         proc = subprocess.run(['bash', f'tools/{script}', 'p', 'j', 'c.py'], cwd=REPO, env=env,
                               capture_output=True, text=True)
         assert proc.returncode == 2 and 'usage:' in proc.stderr
+
+
+def test_slurm_train_requeues_a_stopped_batch_job_and_resumes(tmp_path):
+    """srun's tasks exit 75 after their checkpoint (a signal): in a batch job the script
+    requeues it, and the requeued command resumes; a --resume of the user's is kept."""
+    from partialnet_mm.training import PREEMPTED_EXIT_CODE
+    stubs = _slurm_stubs(tmp_path / 'bin')
+    _stub(stubs, 'srun', f'printf "%s\\n" "$@" > "$SRUN_RECORD"; exit {PREEMPTED_EXIT_CODE}\n')
+    _stub(stubs, 'scontrol', 'echo "$@" > "$SCONTROL_RECORD"\n')
+    record, requeue = tmp_path / 'srun_args', tmp_path / 'scontrol_args'
+    base = dict(PATH=f'{stubs}{os.pathsep}{os.environ["PATH"]}', SRUN_RECORD=str(record),
+                SCONTROL_RECORD=str(requeue), PYTHON='py', SIGNAL_LEAD='300')
+    args = ['bash', 'tools/slurm_train.sh', 'p', 'j', 'c.py', 'w']
+    proc = subprocess.run(args, cwd=REPO, env=_env(SLURM_JOB_ID='4242', **base),
+                          capture_output=True, text=True)
+    assert proc.returncode == PREEMPTED_EXIT_CODE, proc.stderr
+    assert requeue.read_text().split() == ['requeue', '4242']
+    srun = record.read_text().splitlines()
+    assert '--signal=USR1@300' in srun and srun[-1] == '--resume'
+    requeue.unlink()
+    proc = subprocess.run(args + ['--resume', 'w/epoch_3.pth'], cwd=REPO, env=_env(**base),
+                          capture_output=True, text=True)
+    assert proc.returncode == PREEMPTED_EXIT_CODE and not requeue.exists()  # no batch job
+    assert 'run the same command to continue' in proc.stderr
+    assert record.read_text().splitlines()[-3:] == ['--launcher=slurm', '--resume',
+                                                    'w/epoch_3.pth']
 
 
 @pytest.mark.slow

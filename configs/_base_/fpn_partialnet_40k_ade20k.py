@@ -38,3 +38,8 @@ val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 # lr is for 32 images per iteration; `--auto-scale-lr` rescales for other totals
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, atomic
+# checkpoints, a NaN/inf loss stops the run; mmengine's IterBasedTrainLoop resumes by iteration
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook'),
+                     invalid_loss=dict(type='InvalidLossHook'))

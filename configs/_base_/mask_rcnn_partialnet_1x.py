@@ -29,3 +29,10 @@ optim_wrapper = dict(
 train_dataloader = dict(batch_size=2)
 # lr values are for 16 images per iteration; `--auto-scale-lr` rescales for other totals.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint
+# every 1000 iterations within an epoch (a COCO epoch is 7330), atomic checkpoints, --resume continues within the
+# epoch, a NaN/inf loss stops the run
+train_cfg = dict(type='ResumableEpochBasedTrainLoop')
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook', iter_interval=1000),
+                     invalid_loss=dict(type='InvalidLossHook'))

@@ -61,7 +61,12 @@ param_scheduler = [
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', T_max=280, eta_min=1e-5, by_epoch=True, begin=20, end=300),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint
+# every 100 iterations within an epoch (an epoch is 313 at 8x512, 626 at 8x256), atomic
+# checkpoints, --resume continues within the epoch, a NaN/inf loss stops the run
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=300, val_interval=1)
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook', iter_interval=100),
+                     invalid_loss=dict(type='InvalidLossHook'))
 val_cfg = dict()
 test_cfg = dict()
 # lr values are for the total batch of 8 GPUs (variants set base_batch_size)

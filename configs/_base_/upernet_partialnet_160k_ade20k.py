@@ -43,3 +43,8 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, atomic
+# checkpoints, a NaN/inf loss stops the run; mmengine's IterBasedTrainLoop resumes by iteration
+default_hooks = dict(checkpoint=dict(type='ResumableCheckpointHook'),
+                     invalid_loss=dict(type='InvalidLossHook'))

@@ -48,11 +48,14 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', T_max=max_epochs - 1, eta_min=1e-5, by_epoch=True, begin=1,
          end=max_epochs),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(type='ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+                 val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()
 
 custom_hooks = [dict(type='DPConvRatioHook')]
 default_hooks = dict(logger=dict(type='LoggerHook', interval=10),
-                     checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1))
+                     checkpoint=dict(type='ResumableCheckpointHook', interval=max_epochs,
+                                     max_keep_ckpts=1),
+                     invalid_loss=dict(type='InvalidLossHook'))
 randomness = dict(seed=0, deterministic=False)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..registration import check_scope
+from ..training import PREEMPTED_EXIT_CODE, ResumableCheckpointHook
 
 TOOLS = ('train', 'test')
 
@@ -121,9 +122,29 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
     tool = framework_tool(cfg.get('default_scope', None), kind)
     if _launcher(argv) != 'none' and not torch.cuda.is_available():
         argv = _cpu_distributed(argv)
+    if kind == 'train':
+        _warn_unless_resumable(cfg)
     sys.argv = [str(tool)] + argv
-    runpy.run_path(str(tool), run_name='__main__')
+    try:
+        runpy.run_path(str(tool), run_name='__main__')
+    except SystemExit as stop:
+        if stop.code == PREEMPTED_EXIT_CODE:  # every rank saved and agreed to stop
+            _close_process_group()
+        raise
     _close_process_group()
+
+
+def _warn_unless_resumable(cfg) -> None:
+    """A config trained without our checkpoint hook dies on SIGTERM with nothing saved since
+    its last checkpoint: say so before the run, with the settings that change it."""
+    import warnings
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint') or {}
+    if hook.get('type') not in ('ResumableCheckpointHook', ResumableCheckpointHook):
+        warnings.warn(
+            f"default_hooks.checkpoint is {hook.get('type')!r}, not ResumableCheckpointHook: a "
+            f"SIGTERM (preemption) ends this run without a checkpoint, and a kill during a "
+            f"checkpoint write can leave a truncated last checkpoint. docs/training.md has the "
+            f"settings our configs use", stacklevel=2)
 
 
 def _close_process_group() -> None:
