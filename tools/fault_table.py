@@ -99,7 +99,7 @@ def main() -> int:
                       every=args.every, seed=args.seed)
         start = time.time()
         print(f'{model}: uninterrupted run ...', flush=True)
-        _ = drill.reference
+        drill.reference()
         for fault in faults:
             for _ in range(1 if fault in ONCE else args.runs):
                 trial = getattr(drill, fault.replace('-', '_'))()

@@ -54,7 +54,6 @@ class ResumableCheckpointHook(CheckpointHook):
         self.iter_interval = iter_interval
         self.stop_signal = StopSignal(stop_signals)
         self.within_epoch_ckpt: Optional[str] = None
-        self._training = False
         self._last_iter: Optional[int] = None  # the iteration of the newest checkpoint
 
     # ------------------------------------------------------------------ run boundaries
@@ -74,11 +73,9 @@ class ResumableCheckpointHook(CheckpointHook):
                 'written within an epoch (a stop signal, iter_interval) is resumed from the '
                 "start of its epoch, its first batches seen twice; set train_cfg type="
                 "'ResumableEpochBasedTrainLoop' to continue where it stopped")
-        self.stop_signal.install()
-        self._training = True
+        self.stop_signal.install()  # installed while training, validation during it included
 
     def after_train(self, runner) -> None:
-        self._training = False
         self.stop_signal.uninstall()
         super().after_train(runner)
 
@@ -101,7 +98,7 @@ class ResumableCheckpointHook(CheckpointHook):
             self._save_within_epoch(runner, runner.iter + 1)
 
     def after_val_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not self._training:
+        if not self.stop_signal.installed:  # a validation outside training
             return
         signal = self.stop_signal.requested()
         if signal:  # validation after an epoch: the training state is that epoch's end
@@ -119,7 +116,6 @@ class ResumableCheckpointHook(CheckpointHook):
             f'{signal} received: stopped after {where}; saved {self.last_ckpt}. Exiting with '
             f'code {PREEMPTED_EXIT_CODE} (requeue); the same command with --resume continues '
             f'from there')
-        self._training = False
         self.stop_signal.uninstall()
         raise SystemExit(PREEMPTED_EXIT_CODE)
 

@@ -12,6 +12,7 @@ import os
 import os.path as osp
 import random
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -259,9 +260,9 @@ class Drill:
         self._n += 1
         return osp.join(self.folder, f'{fault}_{self._n}')
 
-    @property
     def reference(self) -> str:
-        """The uninterrupted run's last checkpoint."""
+        """The uninterrupted run's last checkpoint (the run is made at the first call; it also
+        sets :attr:`iterations`)."""
         if self._reference is None:
             work = osp.join(self.folder, 'uninterrupted')
             run = self._run(work)
@@ -281,7 +282,7 @@ class Drill:
         if run.returncode != 0:
             detail['error'] = run.output[-2000:]
             return False
-        detail.update(compare_checkpoints(self.reference, pointed_checkpoint(work)))
+        detail.update(compare_checkpoints(self.reference(), pointed_checkpoint(work)))
         # at the end only the epoch checkpoints are kept: no within-epoch one left behind
         detail['left_behind'] = sorted(osp.basename(p) for p in
                                        glob.glob(osp.join(work, 'iter_*.pth*')))
@@ -291,7 +292,7 @@ class Drill:
         """A stop signal after iteration ``at`` (``'val'``: during the first validation): exit
         75 with a checkpoint of the iteration it stopped after, then --resume ends with the
         uninterrupted run's weights."""
-        self.reference  # noqa: B018  (made first, so that the clock of the fault is fair)
+        self.reference()  # first, so that the clock of the fault is fair
         at = at or self._random_iteration()
         work = self._work_dir('sigterm')
         run = self._run(work, False, lambda p: p.send_signal(getattr(signal, sig)), at)
@@ -306,7 +307,7 @@ class Drill:
     def kill(self, at: Optional[int] = None) -> Trial:
         """``kill -9`` after iteration ``at``: --resume starts from the last complete
         checkpoint (at most ``every`` iterations back) and ends as the uninterrupted run."""
-        self.reference  # noqa: B018
+        self.reference()
         at = at or self._random_iteration()
         work = self._work_dir('kill')
         run = self._run(work, False, lambda p: p.kill(), at)
@@ -322,7 +323,7 @@ class Drill:
     def kill_during_write(self, at: Optional[int] = None) -> Trial:
         """``kill -9`` while a checkpoint after iteration ``at`` is being written (its partial
         file exists): the pointer names the previous, complete checkpoint."""
-        self.reference  # noqa: B018
+        self.reference()
         at = at or self.rng.randint(self.every + 1, self.iterations - 2)  # one written before
         work = self._work_dir('kill-during-write')
         caught: List[str] = []
@@ -357,14 +358,14 @@ class Drill:
         """Checkpoints every iteration on a tmpfs that holds one and a half of them: the second
         write fails; the run stops with an error saying the disk is full, the first checkpoint
         intact and named."""
-        size = os.path.getsize(self.reference)
+        size = os.path.getsize(self.reference())
         work = self._work_dir('full-disk')
         os.makedirs(work)
         copy = work + '_after'
         config = write_config(self.name, work + '_config', self.data_root, every=1)
-        inner = ' '.join(f"'{a}'" for a in train_command(config, work))
-        script = (f'mount -t tmpfs -o size={int(size * 1.5) // 1024 + 512}k none {work} || '
-                  f'exit 97; {inner}; rc=$?; cp -a {work} {copy}; exit $rc')
+        script = (f'mount -t tmpfs -o size={int(size * 1.5) // 1024 + 512}k none '
+                  f'{shlex.quote(work)} || exit 97; {shlex.join(train_command(config, work))}; '
+                  f'rc=$?; cp -a {shlex.quote(work)} {shlex.quote(copy)}; exit $rc')
         proc = subprocess.run(['unshare', '-rm', 'sh', '-c', script], cwd=REPO, env=_env(),
                               capture_output=True, text=True)
         out = proc.stdout + proc.stderr
@@ -388,7 +389,7 @@ class Drill:
     def nan(self, at: Optional[int] = None) -> Trial:
         """The loss made NaN at iteration ``at``: the run stops there, naming the iteration, the
         loss terms and the last checkpoint."""
-        self.reference  # noqa: B018
+        self.reference()
         at = at or self._random_iteration() + 1
         folder = self._work_dir('nan')
         config = write_config(

@@ -4,6 +4,8 @@ import math
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from .stop_signal import any_rank
+
 
 class InvalidLossError(FloatingPointError):
     """A training loss that is NaN or infinite."""
@@ -28,7 +30,7 @@ class InvalidLossHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         terms = {k: _value(v) for k, v in (outputs or {}).items() if 'loss' in k}
         bad = [k for k, v in terms.items() if not math.isfinite(v)]
-        if not self._any_rank(bool(bad)):
+        if not any_rank(bool(bad)):
             return
         values = ', '.join(f'{k}={v:.6g}' for k, v in terms.items())
         where = f'on this rank ({values})' if bad else \
@@ -42,13 +44,3 @@ class InvalidLossHook(Hook):
             + (f'{", ".join(bad)} not finite. ' if bad else '')
             + f'Training stopped; {resume}. Causes to look at: the learning rate (or its '
               f'warm-up), gradient clipping, --amp, the data of this batch')
-
-    @staticmethod
-    def _any_rank(flag: bool) -> bool:
-        from mmengine.dist import all_reduce, get_world_size
-        if get_world_size() == 1:
-            return flag
-        import torch
-        value = torch.tensor([int(flag)])
-        all_reduce(value, op='max')
-        return bool(value.item())

@@ -9,6 +9,18 @@ PREEMPTED_EXIT_CODE = 75
 STOP_SIGNALS = ('SIGTERM', 'SIGUSR1')
 
 
+def any_rank(flag: bool) -> bool:
+    """``flag`` of this rank or'ed with every other rank's (one all_reduce when distributed),
+    so that all ranks take the same branch."""
+    from mmengine.dist import all_reduce, get_world_size
+    if get_world_size() == 1:
+        return flag
+    import torch
+    value = torch.tensor([int(flag)])
+    all_reduce(value, op='max')
+    return bool(value.item())
+
+
 def signal_numbers(names: Sequence[str]) -> Dict[str, int]:
     """``{name: number}``; a ValueError naming an unknown signal."""
     known = {s.name: int(s) for s in signal.Signals}
@@ -32,6 +44,10 @@ class StopSignal:
         for number in self.numbers.values():
             self._previous[number] = signal.signal(number, self._handle)
 
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
     def uninstall(self) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
@@ -43,12 +59,6 @@ class StopSignal:
 
     def requested(self) -> Optional[str]:
         """The signal's name when this rank or any other received one, else None."""
-        from mmengine.dist import all_reduce, get_world_size
-        if get_world_size() == 1:
-            return self.received
-        import torch
-        flag = torch.tensor([0 if self.received is None else 1])
-        all_reduce(flag, op='max')
-        if flag.item() and self.received is None:
+        if any_rank(self.received is not None) and self.received is None:
             return 'a stop signal on another rank'
         return self.received

@@ -60,7 +60,7 @@ def test_rtmdet_resumes_across_its_pipeline_switch_with_its_ema(coco_root, tmp_p
     second epoch (before the switch) and in the third (after it), each resumed run ends with
     the uninterrupted run's weights and EMA weights."""
     drill = Drill('rtmdet', str(tmp_path), coco_root)
-    reference = read_checkpoint_file(drill.reference)
+    reference = read_checkpoint_file(drill.reference())
     assert 'ema_state_dict' in reference
     for at in (5, 9):
         trial = drill.sigterm(at=at)
