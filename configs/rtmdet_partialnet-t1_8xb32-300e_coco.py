@@ -20,7 +20,7 @@ model = dict(
         drop_path_rate=0.02,
         norm_cfg=dict(type='SyncBN', requires_grad=True),  # as RTMDet's CSPNeXt
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    # PartialNet-T1's stages 1-3 (the README's channel table)
+    # PartialNet-T1's stages 1-3 (docs/backbone.md's channel table)
     neck=dict(in_channels=[96, 192, 384]))
 
 # Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint

@@ -20,7 +20,7 @@ model = dict(
         drop_path_rate=0.05,
         norm_cfg=dict(type='SyncBN', requires_grad=True),  # as RTMDet's CSPNeXt
         init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    # PartialNet-T2's stages 1-3 (the README's channel table)
+    # PartialNet-T2's stages 1-3 (docs/backbone.md's channel table)
     neck=dict(in_channels=[128, 256, 512]))
 
 # Preemption, kills and NaN (docs/training.md): SIGTERM/SIGUSR1 saves and exits 75, a checkpoint

@@ -190,11 +190,12 @@ def test_unknown_variant_in_config(tmp_path):
 
 
 def test_the_readmes_own_dataset_config_builds(tmp_path):
-    """README "Your own dataset": the config as written (its base made absolute) loads, builds
-    a detector for its classes and points every loader and evaluator at the user's files."""
+    """docs/training.md "Your own dataset": the config as written (its base made absolute)
+    loads, builds a detector for its classes and points every loader and evaluator at the
+    user's files."""
     import re
-    with open(osp.join(REPO, 'README.md')) as f:
-        section = f.read().split('**Your own dataset**', 1)[1]
+    with open(osp.join(REPO, 'docs', 'training.md')) as f:
+        section = f.read().split('## Your own dataset', 1)[1]
     code = re.search(r'```python\n(.*?)```', section, re.S).group(1)
     code = code.replace("'./mask_rcnn_partialnet_s_1x.py'",
                         repr(osp.join(REPO, 'configs', 'mask_rcnn_partialnet_s_1x.py')))

@@ -10,8 +10,10 @@ from partialnet_mm.toolkit.complexity import attention_table
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--arch', default='t2')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', default='t2', 
+                        help='the variant (default t2, the paper\'s table 12)')
     args = parser.parse_args()
     print(f'PartialNet-{args.arch.upper()}, 224x224, mmengine counter')
     print('| attention | params (M) | FLOPs train (G) | FLOPs deploy (G) | paper top-1 (T2) |')

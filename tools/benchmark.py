@@ -78,7 +78,8 @@ NMS_LOAD = 1000
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', nargs='?', default='t0',
                    help='variant (t0 t1 t2 s m l) or an mmpretrain config of ours')
     p.add_argument('--checkpoint', help='classifier checkpoint to load (else random weights)')

@@ -117,15 +117,18 @@ def detector_ab(old_pkg, config: str, args) -> None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('variants', nargs='*', default=[], help='t0 t1 t2 s m l')
     p.add_argument('--old', required=True, help='root of the old checkout (git worktree)')
     p.add_argument('--det', metavar='CONFIG', help='a Mask R-CNN config of ours')
-    p.add_argument('--det-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'))
-    p.add_argument('--det-runs', type=int, default=6)
-    p.add_argument('--input-size', type=int, default=224)
-    p.add_argument('--runs', type=int, default=150)
-    p.add_argument('--warmup', type=int, default=10)
+    p.add_argument('--det-shape', type=int, nargs=2, default=(800, 1216), metavar=('H', 'W'),
+                   help='--det input size (default 800 1216)')
+    p.add_argument('--det-runs', type=int, default=6, help='--det: timed calls per model')
+    p.add_argument('--input-size', type=int, default=224, help='classifier input (default 224)')
+    p.add_argument('--runs', type=int, default=150,
+                   help='timed calls per model, interleaved (default 150)')
+    p.add_argument('--warmup', type=int, default=10, help='untimed calls first (default 10)')
     p.add_argument('--json', metavar='FILE', help='write the rows as JSON')
     args = p.parse_args(argv)
     if not args.variants and not args.det:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""What a checkpoint of a config costs: its size and the time to write it the way
+"""The size and write time of a config's checkpoint, written the way
 ResumableCheckpointHook does (serialise, write a temporary file, flush it to disk, rename),
 for choosing ``iter_interval`` (docs/training.md).
 
@@ -38,11 +38,12 @@ def checkpoint_of(cfg) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('configs', nargs='+')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('configs', nargs='+', help='training configs (their model and optimizer)')
     parser.add_argument('--dir', default=None, help='where to write (default: a temporary '
                         'folder; put it on the file system the work dir will be on)')
-    parser.add_argument('--repeat', type=int, default=3)
+    parser.add_argument('--repeat', type=int, default=3, help='writes timed per config (default 3)')
     args = parser.parse_args()
     backend = AtomicLocalBackend()
     rows = [f'| config | checkpoint | write (median of {args.repeat}) |', '|---|---|---|']

@@ -26,9 +26,12 @@ def arch_of(info):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src')
-    parser.add_argument('dst')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='the authors\' checkpoint: their Lightning file (keys under '
+                        '"model.") or a plain state dict, PAT_sp on or off')
+    parser.add_argument('dst', help='our classifier checkpoint, verified by a strict load into '
+                        'the PartialNet it describes')
     args = parser.parse_args(argv)
     try:
         _, state = read_checkpoint(args.src)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The embedded default: a detector with PartialNet-T0 trained on a generated COCO set, on CPU.
+"""A detector with PartialNet-T0 trained and evaluated on a generated COCO set, on CPU.
 
     .venv/bin/python tools/demo.py                      # Mask R-CNN, ~6 minutes on 2 cores
     .venv/bin/python tools/demo.py --epochs 2           # quicker, lower AP
@@ -135,18 +135,21 @@ def row(name, metrics, keys):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--detector', choices=list(DETECTORS), default='mask_rcnn')
     parser.add_argument('--config', help='train this config instead (one model; Mask R-CNN '
                                          'metrics unless --detector rtmdet)')
-    parser.add_argument('--data-root', default='data/synthetic_coco')
+    parser.add_argument('--data-root', default='data/synthetic_coco',
+                        help='where the generated set goes (default: data/synthetic_coco)')
     parser.add_argument('--work-dir', help='default: work_dirs/demo_synthetic (Mask R-CNN), '
                                            'work_dirs/demo_rtmdet')
     parser.add_argument('--epochs', type=int, help='default: the config\'s (12 for Mask '
                                                    'R-CNN, 24 for RTMDet)')
-    parser.add_argument('--num-train', type=int, default=240)
-    parser.add_argument('--num-val', type=int, default=60)
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--num-train', type=int, default=240, help='generated train images')
+    parser.add_argument('--num-val', type=int, default=60, help='generated val images')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='the generated set and the initialisation')
     parser.add_argument('--val-interval', type=int, default=1,
                         help='validate every N epochs (the AP curve); > epochs: never')
     parser.add_argument('--pictures', type=int, default=3, metavar='N',

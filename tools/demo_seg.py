@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The segmentation default: Semantic FPN with PartialNet-T0 on a generated set, on CPU.
+"""Semantic FPN with PartialNet-T0 trained and tested on a generated set, on CPU.
 
     .venv/bin/python tools/demo_seg.py                  # about 5 minutes on 2 cores
 
@@ -76,14 +76,18 @@ def metrics(log: str) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default=CONFIG)
-    parser.add_argument('--data-root', default='data/synthetic_seg')
-    parser.add_argument('--work-dir', default='work_dirs/demo_seg')
-    parser.add_argument('--iters', type=int, default=800)
-    parser.add_argument('--num-train', type=int, default=160)
-    parser.add_argument('--num-val', type=int, default=40)
-    parser.add_argument('--seed', type=int, default=0)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', default=CONFIG, help=f'default: {CONFIG}')
+    parser.add_argument('--data-root', default='data/synthetic_seg',
+                        help='where the generated set goes (default: data/synthetic_seg)')
+    parser.add_argument('--work-dir', default='work_dirs/demo_seg',
+                        help='default: work_dirs/demo_seg')
+    parser.add_argument('--iters', type=int, default=800, help='training iterations (default 800)')
+    parser.add_argument('--num-train', type=int, default=160, help='generated train images')
+    parser.add_argument('--num-val', type=int, default=40, help='generated val images')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='the generated set and the initialisation')
     args = parser.parse_args()
 
     from partialnet_mm.datasets.synthetic_seg import make_synthetic_seg

@@ -41,7 +41,8 @@ def image_id(path: str):
 def main(argv=None) -> int:
     import cv2
 
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='an end-to-end detector exported by tools/export_onnx.py')
     p.add_argument('images', nargs='+', help='image files (anything OpenCV decodes)')
     p.add_argument('--out-dir', required=True, help='where the pictures and results.json go')

@@ -22,7 +22,8 @@ from partialnet_runtime.backends import parse_runtimes
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='the mmdet config whose test set and metric to use')
     p.add_argument('model', help='the exported end-to-end .onnx file')
     p.add_argument('--runtime', default='onnxruntime',

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""DPConv on real data, on CPU, in minutes: PartialNet-T0 learns its split ratios on
-scikit-learn's handwritten digits at several budgets.
+"""PartialNet-T0 learns its split ratios with DPConv on scikit-learn's handwritten digits at
+several budgets (real data, on CPU, in minutes).
 
     .venv/bin/python tools/dpconv_digits.py  # b = 2 and b = 8, ~4 min on 2 cores
     .venv/bin/python tools/dpconv_digits.py --budgets 4 --epochs 4
@@ -89,12 +89,15 @@ def run_budget(args, budget: float) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--config', default=CONFIG)
-    parser.add_argument('--budgets', type=float, nargs='+', default=[2, 8])
-    parser.add_argument('--epochs', type=int, default=8)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--work-dir', default='work_dirs/dpconv_digits')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--config', default=CONFIG, help=f'default: {CONFIG}')
+    parser.add_argument('--budgets', type=float, nargs='+', default=[2, 8],
+                        help='the budgets b to train at, one run each (default: 2 8)')
+    parser.add_argument('--epochs', type=int, default=8, help='per run (default 8)')
+    parser.add_argument('--seed', type=int, default=0, help='the initialisation and data order')
+    parser.add_argument('--work-dir', default='work_dirs/dpconv_digits',
+                        help='runs, results.json and the figure (default: work_dirs/dpconv_digits)')
     parser.add_argument('--quiet', action='store_true', help='hide the training logs')
     args = parser.parse_args()
     if args.epochs < 2:

@@ -98,7 +98,8 @@ def export_detector_main(args) -> int:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='variant (t0 t1 t2 s m l), an mmpretrain config of ours, or '
                                  'an mmdet detector config (RTMDet, RTMDet-Ins, Mask R-CNN)')
     p.add_argument('out', help='the .onnx file to write')

@@ -20,7 +20,8 @@ from partialnet_mm.dpconv.export import learned_split, short_layer_name, write_r
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('checkpoint')
     parser.add_argument('--out', help='config file to write (default: next to the checkpoint)')
     parser.add_argument('--base-config', help='plain config the written one inherits from')

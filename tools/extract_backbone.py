@@ -13,10 +13,14 @@ from partialnet_mm.checkpoint import CheckpointError, read_checkpoint, write_che
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src')
-    parser.add_argument('dst')
-    parser.add_argument('--prefix', default='backbone.')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='a classifier checkpoint (mmpretrain\'s, e.g. epoch_300.pth)')
+    parser.add_argument('dst', help='the backbone checkpoint to write, e.g. '
+                        'checkpoints/partialnet_s_in1k_backbone.pth (where the detection configs '
+                        'look)')
+    parser.add_argument('--prefix', default='backbone.',
+                        help='the backbone\'s key prefix in SRC (default: backbone.)')
     args = parser.parse_args(argv)
     try:
         ckpt, state = read_checkpoint(args.src)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The fault drills of docs/training.md, as a table: train small models with tools/train.py,
+"""The fault drills of docs/training.md as a table; they train small models with tools/train.py,
 hurt each run the way a cluster does, resume it, and compare its end with the uninterrupted run.
 
     .venv/bin/python tools/fault_table.py                      # 5 runs per fault and model
@@ -64,7 +64,7 @@ def table(trials: list) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+    parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--models', default=','.join(RUNS),
                         help=f'comma-separated, of {", ".join(RUNS)} (default: all)')

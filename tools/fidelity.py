@@ -10,15 +10,18 @@ from partialnet_mm.toolkit.complexity import PAPER, fidelity_table, format_table
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--arch', nargs='+', default=list(PAPER), choices=list(PAPER))
-    parser.add_argument('--input-size', type=int, default=224)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', nargs='+', default=list(PAPER), choices=list(PAPER),
+                        help='variants (default: all)')
+    parser.add_argument('--input-size', type=int, default=224, help='default 224, the paper\'s')
     args = parser.parse_args()
     print(format_table(fidelity_table(args.arch, args.input_size)))
     print('\nParams: training graph (PAT_sp on). FLOPs: multiply-adds by mmengine\'s counter; '
           '"deploy" after switch_to_deploy() (BN folded, PAT_sp\'s BN+1x1 conv folded into the '
           'MLP). The paper counts params on the training graph and FLOPs on the deployed one; '
-          'for T0/T1 no setting of the authors\' code reaches the paper\'s params (see README).')
+          'for T0/T1 no setting of the authors\' code reaches the paper\'s params '
+          '(docs/fidelity.md).')
 
 
 if __name__ == '__main__':

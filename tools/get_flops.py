@@ -26,11 +26,15 @@ PAPER_CONFIGS = {
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', nargs='?')
-    parser.add_argument('--shape', type=int, nargs=2, default=[800, 1280], metavar=('H', 'W'))
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', nargs='?', help='a detection config (not with --paper)')
+    parser.add_argument('--shape', type=int, nargs=2, default=[800, 1280], metavar=('H', 'W'),
+                        help='input size (default 800 1280, the paper\'s; 640 640 for RTMDet)')
     parser.add_argument('--deploy', action='store_true', help='count the fused backbone')
-    parser.add_argument('--paper', action='store_true', help='the paper-table comparison')
+    parser.add_argument('--paper', action='store_true',
+                        help='Mask R-CNN with ResNet-50 and PartialNet-S/M/L against the '
+                        'paper\'s table (params, FLOPs train and deploy, attention matmuls)')
     args = parser.parse_args()
     h, w = args.shape
     if not args.paper:

@@ -12,11 +12,13 @@ from partialnet_mm.dpconv.export import learned_split, plot_ratios
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('checkpoints', nargs='+')
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('checkpoints', nargs='+', help='DPConv checkpoints (one line each)')
     parser.add_argument('--labels', nargs='+', help='one per checkpoint (default: file names)')
-    parser.add_argument('--out', default='dpconv_split_ratios.png')
-    parser.add_argument('--title', default='')
+    parser.add_argument('--out', default='dpconv_split_ratios.png',
+                        help='the PNG to write (default: dpconv_split_ratios.png)')
+    parser.add_argument('--title', default='', help='figure title')
     args = parser.parse_args(argv)
     labels = args.labels or args.checkpoints
     if len(labels) != len(args.checkpoints):

@@ -36,7 +36,8 @@ from partialnet_mm.toolkit.quantize import evaluate, quantize
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='the mmpretrain config the checkpoint was trained with')
     p.add_argument('checkpoint', help='the trained (or fused) checkpoint')
     p.add_argument('out', help='the INT8 .onnx file to write (ONNX Runtime); the OpenVINO '

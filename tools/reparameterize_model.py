@@ -18,7 +18,8 @@ from partialnet_mm.toolkit.reparameterize import reparameterize
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config', help='the (training) config the checkpoint belongs to')
     p.add_argument('checkpoint', help='the trained checkpoint')
     p.add_argument('out', help='where to write the fused checkpoint')

@@ -1,6 +1,6 @@
 # Plain PartialNet-T0 on scikit-learn's handwritten digits (real 8x8 scans shipped in the
 # scikit-learn wheel, upsampled to 64x64): an ImageNet-style classifier that trains on CPU in
-# about a minute (8 epochs, the DPConv demo's schedule). README's deployment round trip uses it:
+# about a minute (8 epochs, the DPConv demo's schedule). docs/deployment.md's round trip uses it:
 #   tools/train.py -> tools/reparameterize_model.py -> tools/test.py ... model.backbone.deploy=True
 _base_ = './partialnet-t0-dpconv_digits.py'
 

@@ -34,10 +34,27 @@ def framework_tool(scope: str, kind: str) -> Path:
     return tool
 
 
+USAGE = """\
+usage: tools/train.py CONFIG [args of the framework's tools/train.py]
+       tools/test.py CONFIG CHECKPOINT [args of the framework's tools/test.py]
+
+Run the installed mmdet / mmpretrain / mmseg tools/train.py or tools/test.py, chosen by the
+config's default_scope, after importing partialnet_mm: every flag of those tools works
+(--work-dir, --resume, --amp, --auto-scale-lr, --cfg-options, --launcher, ...), and
+`tools/train.py CONFIG --help` lists them. Before the run, a neck whose in_channels do not fit
+the backbone, a missing data root and a malformed COCO annotation file are errors naming the
+config setting.
+"""
+
+
 def _config_arg(argv: List[str]) -> str:
     positional = [a for a in argv if not a.startswith('-')]
     if not positional:
-        raise SystemExit('usage: tools/{train,test}.py CONFIG [args of the mmdet/mmpretrain tool]')
+        if {'-h', '--help'} & set(argv):
+            print(USAGE, end='')
+            raise SystemExit(0)
+        sys.stderr.write(USAGE)
+        raise SystemExit(2)
     config = positional[0]
     if not os.path.isfile(config):
         raise SystemExit(f'config file not found: {config}')
@@ -113,12 +130,13 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
     from partialnet_mm.registration import NeckMismatch, check_neck_channels
 
     cfg = config_with_options(config, argv)
-    try:
-        check_neck_channels(cfg.model)  # before the data: a model error costs no data check
-        check_data(cfg, ['test_dataloader'] if kind == 'test' else
-                   ['train_dataloader', 'val_dataloader'])
-    except (NeckMismatch, DataConfigError) as err:
-        raise SystemExit(f'{config}: {err}')
+    if not {'-h', '--help'} & set(argv):  # --help: the framework tool's own, no checks
+        try:
+            check_neck_channels(cfg.model)  # before the data: a model error costs no data check
+            check_data(cfg, ['test_dataloader'] if kind == 'test' else
+                       ['train_dataloader', 'val_dataloader'])
+        except (NeckMismatch, DataConfigError) as err:
+            raise SystemExit(f'{config}: {err}')
     tool = framework_tool(cfg.get('default_scope', None), kind)
     if _launcher(argv) != 'none' and not torch.cuda.is_available():
         argv = _cpu_distributed(argv)
