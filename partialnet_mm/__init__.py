@@ -19,6 +19,7 @@ warnings.filterwarnings('ignore',
 import importlib.util  # noqa: E402
 
 from .compat import patch_mmengine_checkpoint_loading  # noqa: E402
+from .dpconv import collect_gates, dpconv_losses, freeze_state_dict  # noqa: E402
 from .models import *  # noqa: F401,F403,E402
 from .models import __all__ as _model_names  # noqa: E402
 from .registration import register_all  # noqa: E402
@@ -28,5 +29,8 @@ patch_mmengine_checkpoint_loading()
 REGISTERED = register_all()
 if importlib.util.find_spec('mmengine') is not None:  # hooks, loop, file backend (mmengine's)
     from . import training  # noqa: F401,E402
+if importlib.util.find_spec('timm') is not None:  # timm.create_model('partialnet_s')
+    from . import timm_models  # noqa: F401,E402
 
-__all__ = ['__version__', 'patch_mmengine_checkpoint_loading', 'register_all'] + _model_names
+__all__ = ['__version__', 'collect_gates', 'dpconv_losses', 'freeze_state_dict',
+           'patch_mmengine_checkpoint_loading', 'register_all'] + _model_names

@@ -21,7 +21,6 @@ from typing import Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import torch
 
-from . import commands
 
 
 class CheckpointError(RuntimeError):
@@ -160,6 +159,16 @@ def checkpoint_form(keys, prefix: str = '') -> Optional[str]:
     return None
 
 
+class CheckpointFormError(KeyError):
+    """A fused checkpoint met the training graph of a PartialNet, or the other way round.
+    ``needs`` is what the user does about it: ``'fuse'`` (fuse the checkpoint first) or
+    ``'deploy'`` (build the model with deploy=True); a tool adds its command line."""
+
+    def __init__(self, message: str, needs: str):
+        super().__init__(message)
+        self.needs = needs
+
+
 def check_checkpoint_form(model, keys, prefix: str = '', source: Optional[str] = None) -> None:
     """A clear error when a fused checkpoint meets the training graph of a PartialNet
     ``model`` or the other way round (loading would otherwise leave the model's weights at
@@ -167,15 +176,18 @@ def check_checkpoint_form(model, keys, prefix: str = '', source: Optional[str] =
     form = checkpoint_form(keys, prefix)
     what = f'checkpoint {source}' if source else 'the checkpoint'
     if form == 'training' and model.deploy:
-        fuse = commands.tool('reparameterize_model', 'CONFIG', 'CHECKPOINT', 'OUT')
-        raise KeyError(f'{what} holds a training (unfused) PartialNet, but the model was built '
-                       f'with deploy=True (the fused graph). Load it without deploy=True, or '
-                       f'fuse it first: {fuse}, then load OUT with model.backbone.deploy=True')
+        raise CheckpointFormError(
+            f'{what} holds a training (unfused) PartialNet, but the model was built with '
+            f'deploy=True (the fused graph). Load it without deploy=True, or fuse it first '
+            f'(switch_to_deploy() on the trained model; for a checkpoint file, the '
+            f'reparameterize_model tool), then load the fused file with '
+            f'model.backbone.deploy=True', needs='fuse')
     if form == 'fused' and not model.deploy:
-        raise KeyError(f'{what} holds a fused PartialNet (written by switch_to_deploy() or '
-                       f'tools/reparameterize_model.py), but the model is the training graph. '
-                       f'Build it with deploy=True (--cfg-options model.backbone.deploy=True) '
-                       f'to load it')
+        raise CheckpointFormError(
+            f'{what} holds a fused PartialNet (written by switch_to_deploy() or the '
+            f'reparameterize_model tool), but the model is the training graph. Build it with '
+            f'deploy=True (--cfg-options model.backbone.deploy=True) to load it',
+            needs='deploy')
 
 
 def load_backbone_checkpoint(model, checkpoint: Optional[str],

@@ -47,7 +47,7 @@ def mm_build(scope: str, cfg: dict):
     global default scope behind for later tests."""
     from mmengine.config import Config
 
-    from partialnet_mm.registration import build_model
+    from partialnet_mm.mmconfig import build_model
     return build_model(Config(dict(default_scope=scope, model=cfg)))
 
 

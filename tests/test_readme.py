@@ -52,6 +52,9 @@ RULES = [
     (r'\.venv/bin/python tools/(attention_table|fidelity)\.py', []),
     (r'\.venv/bin/python tools/fault_table\.py',
      'skip: 68 trials, 27 minutes; tests/test_training/ make each fault once'),
+    (r'(git clone https://github\.com/huggingface|\.venv/bin/python tools/timm_script\.py)',
+     "skip: needs timm's repository (no network here); tests/test_timm.py runs the steps of "
+     'its scripts and tools/timm_script.py'),
     (r'(NNODES=|GPUS=|bash tools/dist_t|bash tools/slurm_|sbatch )',
      'skip: 8 GPUs per machine (or a Slurm cluster) and the full datasets'),
     (r'\.venv/bin/python tools/extract_backbone\.py work_dirs/s_in1k',
@@ -64,7 +67,7 @@ RULES = [
 PAGES = ['README.md', 'docs/demo.md', 'docs/deployment.md', 'docs/training.md', 'docs/rtmdet.md',
          'docs/segmentation.md', 'docs/dpconv.md', 'docs/eca.md', 'docs/fidelity.md',
          'docs/model_zoo.md', 'docs/backbone.md', 'docs/install.md', 'docs/contributing.md',
-         'docs/tools.md', 'docs/benchmarks.md']
+         'docs/tools.md', 'docs/benchmarks.md', 'docs/timm.md']
 
 
 def page_commands(page):

@@ -11,7 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from partialnet_mm.models import PartialNet
-from partialnet_mm.registration import NeckMismatch, build_model, check_neck_channels
+from partialnet_mm.mmconfig import NeckMismatch, build_model, check_neck_channels
 
 from helpers import REPO, coco_data_options, run
 
@@ -44,7 +44,7 @@ def _plain(value):
 @pytest.mark.parametrize('name', sorted(RTMDET))
 def test_config_keeps_mmdets_recipe_and_changes_only_the_backbone(name):
     from partialnet_mm.benchmark.detection import mmdet_base_config
-    from partialnet_mm.registration import load_config
+    from partialnet_mm.mmconfig import load_config
 
     arch, base_name, channels = RTMDET[name]
     path = osp.join(REPO, 'configs', name)

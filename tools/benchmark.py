@@ -68,7 +68,7 @@ from partialnet_mm.benchmark.report import format_detector_runtimes, format_runt
 from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
                                               parse_runtimes)
 from partialnet_mm.deploy import FusionMismatch
-from partialnet_mm.registration import is_one_stage, load_config
+from partialnet_mm.mmconfig import is_one_stage, load_config
 
 
 # --det --runtime, the post-processing load, the same for both models: random one-stage heads

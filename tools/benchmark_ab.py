@@ -24,7 +24,7 @@ import types
 
 import torch
 
-from partialnet_mm.benchmark.timing import record_interleaved
+from partialnet_mm.timing import record_interleaved
 from partialnet_mm.deploy import check_fused, fused_copy, randomize_norms
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -91,7 +91,7 @@ def detector_ab(old_pkg, config: str, args) -> None:
     from mmdet.structures import DetDataSample
     from mmengine.config import Config
 
-    from partialnet_mm.registration import build_model
+    from partialnet_mm.mmconfig import build_model
 
     torch.manual_seed(0)
     cfg = Config.fromfile(config)

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from partialnet_mm.registration import build_model, load_config
+from partialnet_mm.mmconfig import build_model, load_config
 from partialnet_mm.training.storage import AtomicLocalBackend
 
 

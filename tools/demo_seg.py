@@ -78,7 +78,7 @@ def metrics(log: str) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', default=CONFIG, help=f'default: {CONFIG}')
+    parser.add_argument('--config', default=CONFIG, help=f'default: {osp.relpath(CONFIG, ROOT)}')
     parser.add_argument('--data-root', default='data/synthetic_seg',
                         help='where the generated set goes (default: data/synthetic_seg)')
     parser.add_argument('--work-dir', default='work_dirs/demo_seg',

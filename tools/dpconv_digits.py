@@ -26,6 +26,7 @@ from mmengine.registry import init_default_scope
 import partialnet_mm  # noqa: F401
 from partialnet_mm.checkpoint import read_checkpoint
 from partialnet_mm.dpconv.export import learned_split, plot_ratios, short_layer_name
+from partialnet_mm.dpconv.losses import budget_cost, conv_cost
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'partialnet-t0-dpconv_digits.py')
@@ -41,11 +42,6 @@ def accuracy(model, dataset, batch_size=120) -> float:
         for sample in model.test_step(batch):
             correct += int(sample.pred_label.item() == sample.gt_label.item())
     return correct / len(dataset)
-
-
-def conv_cost(setting, channels):
-    """sum over layers of (conv channels)**2, and the same at split ratio 1/b per b."""
-    return sum((c * r) ** 2 for row, c in zip(setting, channels, strict=True) for r in row)
 
 
 def run_budget(args, budget: float) -> dict:
@@ -80,8 +76,9 @@ def run_budget(args, budget: float) -> dict:
 
     setting, ratios, _ = learned_split(read_checkpoint(ckpt)[1])
     channels = dp_model.backbone.channels
-    cost = conv_cost(setting, channels)
-    limit = sum(d * (c / budget) ** 2 for d, c in zip(map(len, setting), channels, strict=True))
+    layers = [(c, r) for row, c in zip(setting, channels, strict=True) for r in row]
+    cost = conv_cost(c * r for c, r in layers)
+    limit = budget_cost((c for c, _ in layers), budget)
     return dict(budget=budget, seconds=seconds, accuracy=accuracy(dp_model, dataset),
                 frozen_accuracy=accuracy(plain, dataset), ratios=ratios, partial_ratio=setting,
                 cost=cost, budget_cost=limit, budget_met=cost <= limit, checkpoint=ckpt,
@@ -91,7 +88,7 @@ def run_budget(args, budget: float) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--config', default=CONFIG, help=f'default: {CONFIG}')
+    parser.add_argument('--config', default=CONFIG, help=f'default: {osp.relpath(CONFIG, ROOT)}')
     parser.add_argument('--budgets', type=float, nargs='+', default=[2, 8],
                         help='the budgets b to train at, one run each (default: 2 8)')
     parser.add_argument('--epochs', type=int, default=8, help='per run (default 8)')

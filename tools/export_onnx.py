@@ -50,7 +50,7 @@ def is_detector_config(model: str) -> bool:
         return model.startswith('mmdet::')
     if not model.endswith('.py'):
         return False
-    from partialnet_mm.registration import load_config
+    from partialnet_mm.mmconfig import load_config
     return load_config(model).get('default_scope') == 'mmdet'
 
 

@@ -14,7 +14,7 @@ figures of the classifiers use tools/fidelity.py.
 """
 import argparse
 
-from partialnet_mm.registration import load_config
+from partialnet_mm.mmconfig import load_config
 from partialnet_mm.toolkit.complexity import PAPER_MASK_RCNN, detector_complexity
 
 PAPER_CONFIGS = {

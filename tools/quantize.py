@@ -31,7 +31,7 @@ from mmengine.config import DictAction
 from partialnet_mm.benchmark.report import markdown_table
 from partialnet_mm.checkpoint import CheckpointError
 from partialnet_mm.deploy import FusionMismatch
-from partialnet_mm.registration import load_config
+from partialnet_mm.mmconfig import load_config
 from partialnet_mm.toolkit.quantize import evaluate, quantize
 
 

@@ -4,7 +4,7 @@ the fused == unfused check of :mod:`partialnet_mm.deploy`."""
 from .detection import benchmark_detector, benchmark_detector_parts
 from .report import format_detector_parts, format_result, markdown_table
 from .runner import BenchmarkRunner, TimingSettings, benchmark_classifier, classifier_from_config
-from .timing import time_interleaved
+from ..timing import time_interleaved
 
 __all__ = ['BenchmarkRunner', 'TimingSettings', 'benchmark_classifier', 'benchmark_detector',
            'benchmark_detector_parts', 'classifier_from_config', 'format_detector_parts',

@@ -17,10 +17,10 @@ import torch
 
 from ..deploy import check_fused, fused_copy, randomize_norms
 from ..models import PartialNet
-from ..registration import build_model, is_one_stage, load_config
+from ..mmconfig import build_model, is_one_stage, load_config
 from .peers import FUSED, UNFUSED
 from .runner import REFUSAL, BenchmarkRunner, fused_ratios
-from .timing import environment, num_threads, time_interleaved
+from ..timing import environment, num_threads, time_interleaved
 
 BASELINE = 'baseline'
 # the parts of a one-stage detector's inference, in order; 'total' is network + post-processing

@@ -39,7 +39,7 @@ from ..toolkit.end2end import end2end_model, part_of
 from .detection import BASELINE, _baseline
 from .peers import FUSED
 from .runner import REFUSAL
-from .timing import environment, num_threads, time_interleaved
+from ..timing import environment, num_threads, time_interleaved
 
 GRAPHS = ('network', 'end-to-end, fixed size', 'end-to-end, dynamic size')
 

@@ -26,7 +26,7 @@ from ..toolkit.quantize import (INT8_OPS, QUANTIZE_OPSET, int8_paths, quantize_f
 from .detector_runtimes import op_profile
 from .peers import FUSED
 from .runtimes import RuntimeSettings, _version, runtime_models
-from .timing import environment, num_threads, time_interleaved
+from ..timing import environment, num_threads, time_interleaved
 
 CALIBRATION_IMAGES = 16
 QDQ = ('QuantizeLinear', 'DequantizeLinear')

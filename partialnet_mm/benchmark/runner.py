@@ -16,7 +16,7 @@ from ..deploy import check_fused, fuse_and_check, randomize_norms
 from ..models import PartialNetClassifier
 from ..models.classifiers import load_classifier_checkpoint
 from .peers import FUSED, UNFUSED, classifier_peers
-from .timing import (capture_cuda_graph, count_ops, cudnn_benchmark, environment, num_threads,
+from ..timing import (capture_cuda_graph, count_ops, cudnn_benchmark, environment, num_threads,
                      time_interleaved)
 
 REFUSAL = 'report its speed'

@@ -24,7 +24,7 @@ from ..models import PartialNet, PartialNetClassifier
 from ..toolkit.onnx_export import export
 from .peers import FUSED, classifier_peers
 from .runner import REFUSAL
-from .timing import environment, num_threads, time_interleaved
+from ..timing import environment, num_threads, time_interleaved
 
 
 # the runtimes are listed once, in the torch-free runtime package; re-exported here

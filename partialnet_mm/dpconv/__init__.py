@@ -18,12 +18,14 @@ writes it with 0/1 channel masks so the gates get gradients; evaluation may slic
 ``freeze()`` / :func:`freeze_state_dict` turn a trained layer into the plain module with a
 fixed split.
 """
-# The pure-torch parts (the framework parts, ``classifier`` for mmpretrain and ``hook`` for
-# mmengine, are imported by partialnet_mm.registration when their framework is installed).
+# The layers (gates, the dynamic PATConv mixers) live beside PATConv in models/layers; the
+# rest builds on them. The framework parts (``classifier`` for mmpretrain, ``hook`` for
+# mmengine) are imported by partialnet_mm.registration when their framework is installed.
+from ..models.layers.dynamic_patconv import (DynamicPATChannel, DynamicPATConv,
+                                             DynamicPATSelfAttention, masked_self_attention,
+                                             slice_mixer_state)
+from ..models.layers.gates import ChannelGates, power_of_two_part
 from .freeze import freeze_state_dict, gate_state_ratio
-from .gates import ChannelGates, power_of_two_part
-from .layers import (DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention,
-                     masked_self_attention, slice_mixer_state)
 from .losses import check_budget, collect_gates, dpconv_losses
 
 __all__ = ['ChannelGates', 'DynamicPATChannel', 'DynamicPATConv',

@@ -4,8 +4,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .gates import power_of_two_part
-from .layers import slice_mixer_state
+from ..models.layers.dynamic_patconv import slice_mixer_state
+from ..models.layers.gates import power_of_two_part
 
 
 def gate_state_ratio(gate: torch.Tensor, fixed: torch.Tensor,

@@ -1,18 +1,30 @@
 """DPConv's two loss terms (complexity against a budget, gate order) as mmengine loss-dict
 entries, over every gate set of a model."""
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import torch
 import torch.nn as nn
 
-from .gates import ChannelGates
+from ..models.layers.gates import ChannelGates
 
 
 def collect_gates(model: nn.Module) -> List[Tuple[str, ChannelGates]]:
     """Every DPConv gate set in ``model``, by module name (in registration order)."""
     return [(name[:-len('.gates')] if name.endswith('.gates') else name, m)
             for name, m in model.named_modules() if isinstance(m, ChannelGates)]
+
+
+def budget_cost(channels: Iterable[int], budget: float) -> float:
+    """The budget B of DPConv's complexity loss: ``sum_l (C_l / b)**2`` over the gated layers'
+    channels, the conv cost of split ratio ``1 / b`` everywhere."""
+    return sum((c / budget) ** 2 for c in channels)
+
+
+def conv_cost(conv_channels: Iterable[float]) -> float:
+    """The conv cost R of a split: ``sum_l (conv channels_l)**2`` (what a gate set's
+    ``cost()`` is for its current split)."""
+    return sum(k ** 2 for k in conv_channels)
 
 
 def dpconv_losses(model: nn.Module, task_loss: torch.Tensor, budget: float = 4.0,
@@ -31,7 +43,7 @@ def dpconv_losses(model: nn.Module, task_loss: torch.Tensor, budget: float = 4.0
                          'with dpconv=dict(...))')
     check_budget(budget, [g.channels for g in gates])
     cost = torch.stack([g.cost() for g in gates]).sum()
-    limit = sum((g.channels / budget) ** 2 for g in gates)
+    limit = budget_cost([g.channels for g in gates], budget)
     scale = (limit / cost) ** alpha if cost.item() > limit else cost.new_ones(())
     order = torch.stack([g.order_loss() for g in gates]).sum()
     return dict(loss_dpconv_complexity=task_loss * (scale - 1),

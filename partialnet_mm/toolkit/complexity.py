@@ -143,7 +143,7 @@ def detector_complexity(cfg, height: int = 800, width: int = 1280, deploy: bool 
     """
     from mmengine.structures import InstanceData
 
-    from ..registration import build_model, is_one_stage
+    from ..mmconfig import build_model, is_one_stage
 
     model = build_model(cfg, backbone_weights=False).eval()
     params = sum(p.numel() for p in model.parameters())

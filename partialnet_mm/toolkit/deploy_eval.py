@@ -12,7 +12,7 @@ import torch
 
 from partialnet_runtime import Detector
 
-from ..registration import load_config
+from ..mmconfig import load_config
 
 
 def _test_set(cfg):

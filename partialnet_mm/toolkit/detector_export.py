@@ -23,7 +23,7 @@ from partialnet_runtime.meta import META_KEY, META_VERSION
 
 from ..checkpoint import checkpoint_form, key_problems, read_checkpoint
 from ..deploy import fuse_and_check
-from ..registration import build_model, is_one_stage, load_config
+from ..mmconfig import build_model, is_one_stage, load_config
 from .end2end import FAMILIES, UnsupportedDetector, end2end_model
 
 OPSET = 17           # RoiAlign's half_pixel mode (mmcv's aligned=True) needs >= 16

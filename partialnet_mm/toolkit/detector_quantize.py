@@ -100,7 +100,7 @@ def evaluate_detector(config: str, fp32: str, int8: str, runs: int = 20,
 
     from partialnet_runtime.backends import RUNTIMES, onnx_session
 
-    from ..benchmark.timing import time_interleaved
+    from ..timing import time_interleaved
     from .deploy_eval import evaluate_deployed
 
     dims = onnx.load(fp32, load_external_data=False).graph.input[0].type.tensor_type.shape.dim

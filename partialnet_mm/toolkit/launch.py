@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from .. import commands
+from ..checkpoint import CheckpointFormError
 from ..registration import check_scope
 from ..training import PREEMPTED_EXIT_CODE, ResumableCheckpointHook
 
@@ -127,7 +129,7 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
 
     import partialnet_mm  # noqa: F401  registration + checkpoint-loading fix
     from partialnet_mm.datasets.preflight import DataConfigError, check_data
-    from partialnet_mm.registration import NeckMismatch, check_neck_channels
+    from partialnet_mm.mmconfig import NeckMismatch, check_neck_channels
 
     cfg = config_with_options(config, argv)
     if not {'-h', '--help'} & set(argv):  # --help: the framework tool's own, no checks
@@ -145,6 +147,12 @@ def run(kind: str, argv: Optional[List[str]] = None) -> None:
     sys.argv = [str(tool)] + argv
     try:
         runpy.run_path(str(tool), run_name='__main__')
+    except CheckpointFormError as err:  # the checkpoint reader says what; we say how
+        if err.needs == 'fuse':
+            raise SystemExit(f'{err.args[0]}:\n  ' + commands.tool(
+                'reparameterize_model', config, 'CHECKPOINT', 'OUT')) from err
+        raise SystemExit(f'{err.args[0]}:\n  ' + commands.tool(
+            kind, *_add_cfg_options(argv, ['model.backbone.deploy=True']))) from err
     except SystemExit as stop:
         if stop.code == PREEMPTED_EXIT_CODE:  # every rank saved and agreed to stop
             _close_process_group()

@@ -35,7 +35,7 @@ from partialnet_runtime.backends import RuntimeMissing, require_runtime
 from ..checkpoint import checkpoint_form, key_problems, read_checkpoint
 from ..deploy import fuse_and_check
 from ..models.layers.quantizable import FP32_MARK, quantizable
-from ..registration import build_model
+from ..mmconfig import build_model
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 # ONNX operators quantized by onnxruntime (QDQ): those ONNX Runtime's CPU provider runs as
@@ -408,8 +408,8 @@ def evaluate(cfg, model: nn.Module, fp32: str, int8: Dict[str, str], runs: int =
     on a test image), of PyTorch's fp32, of the ``fp32`` ONNX file in each runtime of ``int8``
     ({runtime: its INT8 file}) and of each INT8 file in its runtime. Rows: runtime,
     precision, top1, latency_ms."""
-    from ..benchmark.runtimes import onnx_session
-    from ..benchmark.timing import num_threads, time_interleaved
+    from partialnet_runtime.backends import onnx_session
+    from ..timing import num_threads, time_interleaved
 
     # a fixed-size file takes batch 1
     batches = list(preprocessed(model, cfg, 'test', limit, batch_size=32 if dynamic else 1))

@@ -14,7 +14,7 @@ import torch
 from ..checkpoint import checkpoint_form, key_problems, read_checkpoint, write_checkpoint
 from ..deploy import fuse_and_check
 from ..models import PartialNet
-from ..registration import build_model
+from ..mmconfig import build_model
 
 
 def training_config(config: str, cfg_options: Optional[dict] = None):

@@ -157,7 +157,7 @@ def test_plot_refuses_bad_files_by_name(tmp_path, capsys):
 # --- tools/benchmark.py --runtime: PyTorch, ONNX Runtime, OpenVINO ------------------------------
 
 def test_count_ops_counts_top_level_operators():
-    from partialnet_mm.benchmark.timing import count_ops
+    from partialnet_mm.timing import count_ops
     x = torch.randn(2, 3)
     assert count_ops(lambda: torch.relu(x + 1).sum()) == 3  # add, relu, sum
     assert count_ops(lambda: torch.nn.functional.linear(x, torch.ones(4, 3))) == 2  # ones, linear

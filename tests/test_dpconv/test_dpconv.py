@@ -7,10 +7,10 @@ import torch
 from mmengine.config import Config
 
 from partialnet_mm.deploy import randomize_norms
-from partialnet_mm.dpconv.gates import first_illegal_step
+from partialnet_mm.models.layers.gates import first_illegal_step
+from partialnet_mm import collect_gates, dpconv_losses, freeze_state_dict
 from partialnet_mm.models import (ChannelGates, DynamicPATChannel, DynamicPATSelfAttention,
-                                  PartialNet, SEAttention, collect_gates, dpconv_losses,
-                                  freeze_state_dict)
+                                  PartialNet, SEAttention)
 
 from helpers import REPO, TINY, mm_build, run
 
@@ -348,3 +348,16 @@ def test_train_log_export_and_plot(tmp_path):
     # a checkpoint without gates: a clear error
     rc, out = _tool('tools/export_split_ratios.py', str(frozen))
     assert rc != 0 and 'no DPConv gates' in out
+
+
+def test_the_budget_formula_is_the_losses_own():
+    """B = sum (C_l / b)**2 and R = sum (conv channels)**2, written once (dpconv.losses) and
+    what dpconv_losses logs as R / B."""
+    from partialnet_mm.dpconv.losses import budget_cost, conv_cost
+    model = PartialNet('t0', dpconv=dict(init_scale=1e-8), partial_ratio=0.5)
+    gates = [g for _, g in collect_gates(model)]
+    out = dpconv_losses(model, torch.tensor(1.0), budget=4)
+    ratio = conv_cost(float(g.channel_mask().sum()) for g in gates) / budget_cost(
+        [g.channels for g in gates], 4)
+    assert out['dpconv_cost_ratio'].item() == pytest.approx(ratio, rel=1e-6)
+    assert budget_cost([64, 128], 4) == 16 ** 2 + 32 ** 2 and conv_cost([3, 4]) == 25

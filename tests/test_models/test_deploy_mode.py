@@ -132,7 +132,7 @@ def test_a_checkpoint_in_the_other_form_is_a_clear_error(tmp_path):
     with pytest.raises(KeyError, match=r'holds a fused PartialNet .*Build it with deploy=True'):
         PartialNet(TINY).load_state_dict(fused.state_dict())
     with pytest.raises(KeyError, match=r'holds a training \(unfused\) PartialNet.*'
-                                       r'tools/reparameterize_model.py'):
+                                       r'reparameterize_model tool'):
         PartialNet(TINY, deploy=True).load_state_dict(model.state_dict())
 
     fused_file, unfused_file = str(tmp_path / 'fused.pth'), str(tmp_path / 'unfused.pth')

@@ -129,7 +129,7 @@ def test_cached_irpe_bias_follows_new_weights():
 
 
 def test_deployed_graph_runs_fewer_operations_than_the_training_graph():
-    from partialnet_mm.benchmark.timing import count_ops
+    from partialnet_mm.timing import count_ops
     torch.manual_seed(0)
     model = randomize_norms(PartialNetClassifier('t0')).eval()
     fused = fused_copy(model)

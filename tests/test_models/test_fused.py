@@ -10,6 +10,7 @@ from partialnet_mm.models import (PartialMLP, PartialNet, PartialNetBlock, Parti
                                   PartialNetClassifier, PATChannel, PATSelfAttention)
 from partialnet_mm.models.layers.attention import (CHANNEL_ATTENTIONS, DeployRelPosSelfAttention,
                                                    RelPosSelfAttention)
+from partialnet_mm.models.layers.fast_ops import SizeCache
 from partialnet_mm.models.layers.patconv import SelfAttentionBranch
 
 from helpers import TINY
@@ -72,7 +73,8 @@ def test_fused_block_v1_every_channel_attention(attention, act):
     fused = _fused_matches(block, (2, 32, 9, 7), (1, 32, 1, 1), (1, 32, 14, 14))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     # the deployed twin is what deploy=True builds: same classes, keys and shapes
-    twin = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention], deploy=True),
+    twin = PartialNetBlock(PATChannel(32, attention=CHANNEL_ATTENTIONS[attention], deploy=True,
+                                      closing_norm=False),  # in a block: folded into fc1
                            PartialMLP(32, 2.0, dict(type=act), dict(type='BN'), deploy=True),
                            deploy=True)
     assert {k: v.shape for k, v in twin.state_dict().items()} == \
@@ -103,18 +105,27 @@ def test_fused_block_v2_sdpa_two_sizes_and_channels_last():
     _fused_matches(block, (2, 64, 7, 7), channels_last=True)
 
 
-def test_deploy_attention_keeps_nothing_per_size_and_follows_loaded_weights():
+def test_deploy_attention_keeps_a_bounded_cache_and_follows_loaded_weights():
+    """What the deployed attention keeps per input size is its SizeCache of iRPE biases, and
+    nothing else: no other dict, tensor or cache attribute, at most bias_cache_size entries
+    however many sizes it sees, and a load_state_dict acts at the next call."""
     torch.manual_seed(0)
     branch = SelfAttentionBranch(32, num_heads=4).eval()
     branch.attn.rpe_k.lookup_table_bias.data.normal_()
     fused = branch.fuse()
     before = {id(t) for t in fused.state_dict(keep_vars=True).values()}
+    sizes = [(5, 6), (3, 3), (8, 2), (4, 4), (2, 7), (6, 1)]
     with torch.no_grad():
-        for size in [(5, 6), (3, 3), (8, 2)]:
+        for size in sizes:
             x = torch.randn(1, 32, *size)
             assert (fused(x) - branch(x)).abs().max() <= 1e-5
-    assert [k for k in vars(fused) if isinstance(getattr(fused, k), (dict, torch.Tensor))
-            and not k.startswith('_')] == []  # no cache attributes
+    caches = {k: v for k, v in vars(fused).items() if isinstance(v, SizeCache)}
+    assert list(caches) == ['bias_cache']  # the one place that keeps per-size state
+    assert fused.bias_cache_size == 4 and len(fused.bias_cache.entries) == 4 < len(sizes)
+    assert [key[:2] for key in fused.bias_cache.entries] == sizes[-4:]  # the last 4, LRU
+    others = [k for k, v in vars(fused).items() if not k.startswith('_') and
+              isinstance(v, (dict, list, torch.Tensor, SizeCache)) and k != 'bias_cache']
+    assert others == []  # no other cache attribute
     assert {id(t) for t in fused.state_dict(keep_vars=True).values()} == before
     x = torch.randn(1, 32, 5, 6)
     with torch.no_grad():
@@ -179,3 +190,85 @@ def test_fused_model_compiles():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert (compiled(x) - model(x)).abs().max() <= 1e-4
+
+
+# ---------------------------------------------------------------- the one fuse() contract
+def _fuse_cases():
+    """Every module class of the package with an inference form, built small (the abstract
+    bases ChannelReweighting and DynamicPATConv through their subclasses)."""
+    from partialnet_mm.models.layers.dynamic_patconv import (DynamicPATChannel,
+                                                             DynamicPATSelfAttention)
+    from partialnet_mm.models.layers.blocks import PartialNetStage
+    from partialnet_mm.models.layers.patconv import PATSpatial
+    from partialnet_mm.models.layers.utils import ConvNorm
+
+    def stage():
+        blocks = nn.Sequential(*[PartialNetBlock(PATChannel(32), _mlp(32)) for _ in range(2)])
+        return PartialNetStage(blocks, ConvNorm(16, 32, 2, 2))
+
+    def dynamic(cls, **kwargs):
+        layer = cls(32, 0.25, **kwargs)
+        with torch.no_grad():  # a learned-looking gate state: some gates on
+            for p in layer.gates.parameters():
+                p.copy_(torch.linspace(1, -1, p.numel()).view_as(p))
+        return layer
+
+    cases = {name: (lambda cls=cls: cls(32), (2, 32, 6, 5))
+             for name, cls in CHANNEL_ATTENTIONS.items()}
+    cases.update({
+        'ConvNorm': (lambda: ConvNorm(8, 16, 3, padding=1), (2, 8, 9, 7)),
+        'SelfAttentionBranch': (lambda: SelfAttentionBranch(32, 4), (1, 32, 5, 6)),
+        'PATChannel': (lambda: PATChannel(32), (2, 32, 6, 5)),
+        'PATSelfAttention': (lambda: PATSelfAttention(64), (1, 64, 5, 6)),
+        'PATSpatial': (lambda: PATSpatial(32), (2, 32, 6, 5)),
+        'PartialMLP': (lambda: _mlp(32), (2, 32, 6, 5)),
+        'PartialMLP without PAT_sp': (lambda: _mlp(32, with_pat_sp=False), (2, 32, 6, 5)),
+        'PartialNetBlock': (lambda: PartialNetBlock(PATChannel(32), _mlp(32)), (2, 32, 6, 5)),
+        'PartialNetBlockV2': (lambda: PartialNetBlockV2(PATSelfAttention(64), _mlp(64)),
+                              (1, 64, 5, 6)),
+        'PartialNetStage': (stage, (2, 16, 12, 10)),
+        'DynamicPATChannel': (lambda: dynamic(DynamicPATChannel), (2, 32, 6, 5)),
+        'DynamicPATSelfAttention': (lambda: dynamic(DynamicPATSelfAttention, num_heads=2),
+                                    (1, 32, 5, 6)),
+    })
+    return cases
+
+
+def test_every_module_with_an_inference_form_is_under_the_contract():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import partialnet_mm
+    with_fuse = set()
+    for info in pkgutil.walk_packages(partialnet_mm.__path__, 'partialnet_mm.'):
+        module = importlib.import_module(info.name)
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == module.__name__ and issubclass(cls, nn.Module) and \
+                    hasattr(cls, 'fuse'):
+                with_fuse.add(name)
+    covered = {name.split()[0] for name in _fuse_cases()}
+    covered |= {cls.__name__ for cls in CHANNEL_ATTENTIONS.values()}
+    assert with_fuse - {'ChannelReweighting', 'DynamicPATConv'} == covered - set(
+        CHANNEL_ATTENTIONS)
+
+
+@pytest.mark.parametrize('name', sorted(_fuse_cases()))
+def test_fuse_returns_a_module_that_replaces_it(name):
+    """fuse() -> nn.Module: a new module computing the same in eval mode (what
+    timm.utils.reparameterize_model sets in its place), the module itself left as it was;
+    fuse() of the result is the result again, or an equal module."""
+    build, shape = _fuse_cases()[name]
+    torch.manual_seed(0)
+    module = randomize_norms(build()).eval()
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        expected = module(x)
+        fused = module.fuse()
+        assert isinstance(fused, nn.Module) and fused is not module
+        assert (fused.eval()(x.clone()) - expected).abs().max() <= 1e-4
+        torch.testing.assert_close(module(x), expected, atol=0, rtol=0)  # untouched
+        again = fused.fuse() if hasattr(fused, 'fuse') else fused
+        torch.testing.assert_close(again.eval()(x.clone()), fused(x.clone()), atol=0, rtol=0)
+    if getattr(fused, 'deploy', False):
+        assert again is fused  # a module in its inference form is its own fused form

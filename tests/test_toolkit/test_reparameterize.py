@@ -60,6 +60,16 @@ def test_reparameterize_then_test_tool_same_top1_digits(tmp_path, digits_checkpo
     code, log = run([sys.executable, 'tools/reparameterize_model.py', config, fused,
                       str(tmp_path / 'twice.pth')])
     assert code == 2 and 'holds a fused PartialNet already' in log, log[-2000:]
+    # a checkpoint in the other form: the reader says what, tools/test.py says what to run
+    code, log = run([sys.executable, 'tools/test.py', config, fused])
+    assert code != 0 and 'holds a fused PartialNet' in log, log[-2000:]
+    assert re.search(r'tools/test\.py \S+partialnet-t0_digits\.py \S+epoch_4\.pth '
+                     r'--cfg-options model\.backbone\.deploy=True', log), log[-2000:]
+    code, log = run([sys.executable, 'tools/test.py', config, trained,
+                     '--cfg-options', 'model.backbone.deploy=True'])
+    assert code != 0 and 'holds a training (unfused) PartialNet' in log, log[-2000:]
+    assert re.search(r'tools/reparameterize_model\.py \S+partialnet-t0_digits\.py CHECKPOINT '
+                     r'OUT', log), log[-2000:]
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ...checkpoint import check_checkpoint_form, load_backbone_checkpoint
-from ...dpconv.layers import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
+from ..layers.dynamic_patconv import DynamicPATChannel, DynamicPATConv, DynamicPATSelfAttention
 from ..layers.attention import channel_attention_class
 from ..layers.blocks import PartialMLP, PartialNetBlock, PartialNetBlockV2, PartialNetStage
 from ..layers.fast_ops import PatchConv, in_layout, memory_format_of
@@ -164,7 +164,8 @@ class PartialNet(BaseModule):
             elif last:
                 mixer = PATSelfAttention(dim, ratio, **attention_cfg, deploy=deploy)
             else:
-                mixer = PATChannel(dim, ratio, attention, self.norm_cfg, deploy=deploy)
+                mixer = PATChannel(dim, ratio, attention, self.norm_cfg, deploy=deploy,
+                                   closing_norm=False)  # folded into the MLP's fc1
             mlp = PartialMLP(dim, mlp_ratio, act_cfg, self.norm_cfg, with_pat_sp, deploy)
             block = PartialNetBlockV2 if last else PartialNetBlock
             blocks.append(block(mixer, mlp, drop_path, deploy))
@@ -290,6 +291,12 @@ class PartialNet(BaseModule):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return tuple(self.forward_stages(x, self.out_indices))
+
+    def forward_stages(self, x: torch.Tensor, indices: Sequence[int]) -> List[torch.Tensor]:
+        """The outputs of the stages in ``indices`` (through their output norms, where the
+        backbone has them), in the input's memory layout; the stages after the last index
+        do not run."""
         check_input_channels(x, self.in_channels, 'PartialNet')
         if min(x.shape[-2:]) < self.min_input_size:
             raise ValueError(f'PartialNet needs H and W >= {self.min_input_size} (total stride '
@@ -302,11 +309,12 @@ class PartialNet(BaseModule):
             x = in_layout(x, torch.channels_last)
         x = self.patch_embed(x)
         outs = []
-        for i, stage in enumerate(self.stages):
+        for i, stage in enumerate(self.stages[:max(indices) + 1]):
             x = stage(x)
-            if i in self.out_indices:
-                outs.append(in_layout(getattr(self, f'norm{i}')(x), layout))
-        return tuple(outs)
+            if i in indices:
+                norm = getattr(self, f'norm{i}', None)
+                outs.append(in_layout(norm(x) if norm is not None else x, layout))
+        return outs
 
     def _refuse_gradients(self, x: torch.Tensor) -> None:
         if torch.is_grad_enabled() and (

@@ -185,7 +185,9 @@ class SpatialAttentionGate(nn.Module):
         return self.norm(x * self.gate(self.conv(x)))
 
     @torch.no_grad()
-    def fuse(self) -> 'InplaceSpatialGate':
+    def inplace_form(self) -> 'InplaceSpatialGate':
+        """Its deploy form, which gates a tensor its caller owns in place (so not a drop-in
+        replacement: :meth:`PATSpatial.fuse` builds the module that uses it)."""
         twin = InplaceSpatialGate(self.conv.in_channels).to(self.conv.weight)
         scale, shift = bn_affine(self.norm)
         twin.conv.weight.copy_(self.conv.weight)

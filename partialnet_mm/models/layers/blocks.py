@@ -1,8 +1,14 @@
 """The MLP (with PAT_sp), PartialNet blocks v1 / v2 and a stage.
 
-Each class builds its training form or, with ``deploy=True``, its inference form, and
-``fuse()`` returns the inference form of a trained module: it fuses its own children
-and copies the fused weights in.
+Each class builds its training form or, with ``deploy=True``, its inference form. The
+``fuse()`` contract, the same for every module of the package that has an inference form:
+``fuse() -> nn.Module`` returns a new module, its inference form with its weights, that
+replaces it where it stands (same input, same output in eval mode); a module already in its
+inference form returns itself. So ``timm.utils.reparameterize_model`` (``setattr(parent, name,
+child.fuse())``) and :meth:`PartialNet.switch_to_deploy` build the same network. Where two
+fused modules fold into each other, an explicit step here owns it: :func:`fold_pat_sp` (PAT_sp
+into the MLP's second 1x1 conv) and :func:`fold_closing_norm` (PAT_ch's closing BN into the
+MLP's first).
 """
 from typing import Optional
 
@@ -12,9 +18,38 @@ import torch.utils.checkpoint as cp
 
 from .attention import InplaceSpatialGate
 from .fast_ops import PatchConv, PointwiseConv
-from .patconv import PATSpatial
-from .utils import (ChannelAffine, ConvNorm, DropPath, InplaceResidual, Residual, bn_affine,
-                    build_act, check_split, fold_input_affine, inplace_act)
+from .patconv import PATChannel, PATSpatial
+from .utils import (ConvNorm, DropPath, InplaceResidual, Residual, build_act, check_split,
+                    fold_input_affine, inplace_act)
+
+
+@torch.no_grad()
+def fold_pat_sp(fc2: nn.Conv2d, pat_sp: PATSpatial, into: nn.Conv2d) -> None:
+    """Write into ``into`` (a 1x1 conv with bias) the conv computing fc2 followed by the
+    linear half of the deployed ``pat_sp``: its rows past the gated half become
+    ``W_mix @ W2[start:]`` with bias ``b_mix``; the gated half stays fc2's."""
+    if not pat_sp.deploy:
+        raise ValueError('fold_pat_sp takes the deploy form of PATSpatial: fuse() it first')
+    start = pat_sp.attn_channels
+    weight = fc2.weight.clone()
+    weight[start:, :, 0, 0] = pat_sp.mix.weight[:, :, 0, 0] @ weight[start:, :, 0, 0]
+    bias = torch.zeros_like(into.bias)
+    if fc2.bias is not None:
+        bias[:start] = fc2.bias[:start]
+        bias[start:] = pat_sp.mix.weight[:, :, 0, 0] @ fc2.bias[start:]
+    bias[start:] += pat_sp.mix.bias
+    into.weight.copy_(weight)
+    into.bias.copy_(bias)
+
+
+@torch.no_grad()
+def fold_closing_norm(mixer: PATChannel, mlp: 'PartialMLP') -> None:
+    """Block v1's fold: the closing BN the deployed PAT_ch keeps (a scale and shift on its
+    attended channels) moves into the input columns of the deployed MLP's first 1x1 conv,
+    which comes right after it (exact: a 1x1 conv mixes no positions)."""
+    affine = mixer.pop_closing_norm()
+    if affine is not None:
+        mlp.fc1.load_state_dict(fold_input_affine(mlp.fc1, affine).state_dict())
 
 
 class PartialMLP(nn.Module):
@@ -42,6 +77,7 @@ class PartialMLP(nn.Module):
             raise ValueError(f'mlp_ratio {mlp_ratio} leaves no hidden channels for {channels}')
         self.settings = dict(channels=channels, mlp_ratio=mlp_ratio, act_cfg=act_cfg,
                              norm_cfg=norm_cfg, with_pat_sp=with_pat_sp)
+        self.deploy = deploy
         if deploy:
             self.fc1 = PointwiseConv(channels, hidden)
             self.act = inplace_act(build_act(act_cfg))
@@ -59,27 +95,18 @@ class PartialMLP(nn.Module):
         return self.pat_sp(x) if self.pat_sp is not None else x
 
     @torch.no_grad()
-    def fuse(self, input_affine: Optional[ChannelAffine] = None) -> 'PartialMLP':
-        """The deploy form with this MLP's weights; ``input_affine`` (the map the token
-        mixer leaves on its output) is folded into fc1's input columns."""
+    def fuse(self) -> 'PartialMLP':
+        """The deploy form with this MLP's weights (a deployed MLP returns itself)."""
+        if self.deploy:
+            return self
         twin = PartialMLP(**self.settings, deploy=True).to(self.fc2.weight)
-        fc1 = self.fc1.fuse()
-        twin.fc1.load_state_dict(
-            (fc1 if input_affine is None else fold_input_affine(fc1, input_affine)).state_dict())
+        twin.fc1.load_state_dict(self.fc1.fuse().state_dict())
         if self.pat_sp is None:
             twin.fc2.load_state_dict(self.fc2.state_dict())
             return twin
-        # mix(z) = W_mix (scale * z + shift) on z = W2[start:] h: fold it into fc2's rows
-        start = self.pat_sp.attn_channels
-        scale, shift = bn_affine(self.pat_sp.mix.norm)
-        w_mix = self.pat_sp.mix.conv.weight[:, :, 0, 0]
-        weight = self.fc2.weight.clone()
-        weight[start:, :, 0, 0] = w_mix @ (scale[:, None] * weight[start:, :, 0, 0])
-        bias = torch.zeros_like(twin.fc2.bias)
-        bias[start:] = w_mix @ shift
-        twin.fc2.weight.copy_(weight)
-        twin.fc2.bias.copy_(bias)
-        twin.pat_sp.load_state_dict(self.pat_sp.attn.fuse().state_dict())
+        pat_sp = self.pat_sp.fuse()
+        fold_pat_sp(self.fc2, pat_sp, into=twin.fc2)
+        twin.pat_sp.load_state_dict(pat_sp.attn.state_dict())
         return twin
 
 
@@ -100,6 +127,7 @@ class PartialNetBlock(nn.Module):
         super().__init__()
         self.token_mixer = token_mixer
         self.mlp = mlp
+        self.deploy = deploy
         self.drop_path = DropPath(drop_path) if drop_path > 0 and not deploy else nn.Identity()
         self.residual = InplaceResidual() if deploy else Residual()
 
@@ -108,10 +136,13 @@ class PartialNetBlock(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> 'PartialNetBlock':
-        """The deploy form; the affine map PAT_ch leaves on its output (its closing BN)
-        folds into the MLP's first 1x1 conv, which comes right after it."""
-        mixer, affine = self.token_mixer.fuse()
-        return type(self)(mixer, self.mlp.fuse(affine), deploy=True)
+        """The deploy form (a deployed block returns itself): the mixer and the MLP fused,
+        then PAT_ch's closing BN folded into the MLP's first 1x1 conv."""
+        if self.deploy:
+            return self
+        mixer, mlp = self.token_mixer.fuse(), self.mlp.fuse()
+        fold_closing_norm(mixer, mlp)
+        return type(self)(mixer, mlp, deploy=True)
 
 
 class PartialNetBlockV2(PartialNetBlock):
@@ -127,11 +158,11 @@ class PartialNetBlockV2(PartialNetBlock):
 
     @torch.no_grad()
     def fuse(self) -> 'PartialNetBlockV2':
-        mixer, affine = self.token_mixer.fuse()
-        if affine is not None:  # the shortcut is added between the mixer and the MLP
-            raise ValueError(f'block v2 cannot fold the affine map {type(mixer).__name__} '
-                             f'leaves on its output: the shortcut is added before the MLP')
-        return type(self)(mixer, self.mlp.fuse(), deploy=True)
+        """The deploy form (a deployed block returns itself); nothing folds across the
+        shortcut, which is added between the mixer and the MLP."""
+        if self.deploy:
+            return self
+        return type(self)(self.token_mixer.fuse(), self.mlp.fuse(), deploy=True)
 
 
 class PartialNetStage(nn.Module):
@@ -162,7 +193,11 @@ class PartialNetStage(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> 'PartialNetStage':
+        """The deploy form: every block fused, the merging conv + BN as one
+        :class:`PatchConv` (a deployed stage gives an equal stage of the same modules)."""
         downsample = PatchConv.from_conv(self.downsample.fuse()) \
-            if isinstance(self.downsample, ConvNorm) else None
+            if isinstance(self.downsample, ConvNorm) else self.downsample
+        if isinstance(downsample, nn.Identity):
+            downsample = None
         return PartialNetStage(nn.Sequential(*[block.fuse() for block in self.blocks]),
                                downsample, self.with_cp)

@@ -5,14 +5,16 @@ paper's three partial-attention blocks.
 built on it. ``PATSpatial`` (PAT_sp) splits the channels the same way but has no 3x3 conv:
 spatial attention on one half, BN + 1x1 conv on the other.
 """
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, Optional, Type
 
 import torch
 import torch.nn as nn
 
-from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention, LayerNorm2d,
-                        RelPosSelfAttention, SpatialAttentionGate)
-from .utils import ChannelAffine, build_norm, check_split
+from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention,
+                        InplaceSpatialGate, LayerNorm2d, RelPosSelfAttention,
+                        SpatialAttentionGate)
+from .fast_ops import PointwiseConv
+from .utils import ChannelAffine, ChannelScaleShift, bn_affine, build_norm, check_split
 
 
 class PATConv(nn.Module):
@@ -62,8 +64,10 @@ class ChannelAttentionBranch(nn.Module):
 class PATChannel(PATConv):
     """PAT_ch: partial 3x3 conv + channel attention (Gaussian by default) then BN.
 
-    ``deploy=True`` builds the inference form: the attention's deploy form and no closing
-    BN, which :meth:`fuse` hands to the block to fold into the MLP's first 1x1 conv.
+    ``deploy=True`` builds the inference form: the attention's deploy form, and the closing
+    BN as a scale and shift on the attended channels (``closing_norm``) — or, with
+    ``closing_norm=False``, none: in a block the MLP's first 1x1 conv absorbs it
+    (:func:`~partialnet_mm.models.layers.blocks.fold_closing_norm`).
 
     Args:
         channels (int): input and output channels.
@@ -72,28 +76,47 @@ class PATChannel(PATConv):
             :class:`GaussianChannelAttention` (the paper's).
         norm_cfg (dict): the BNs. Defaults to ``dict(type='BN')``.
         deploy (bool): build the inference form. Defaults to False.
+        closing_norm (bool): deploy form only: keep the closing BN. Defaults to True.
     """
 
     def __init__(self, channels: int, ratio: float = 0.25,
                  attention: Type[nn.Module] = GaussianChannelAttention,
-                 norm_cfg: dict = dict(type='BN'), deploy: bool = False):
+                 norm_cfg: dict = dict(type='BN'), deploy: bool = False,
+                 closing_norm: bool = True):
         if deploy:
             layer = attention.deploy_form
         else:
             def layer(c):
                 return ChannelAttentionBranch(c, attention, norm_cfg)
         super().__init__(channels, layer, ratio)
-        self.attention, self.norm_cfg = attention, norm_cfg
+        self.attention, self.norm_cfg, self.deploy = attention, norm_cfg, deploy
+        self.closing_norm = ChannelScaleShift(self.conv_channels, self.attn_channels) \
+            if deploy and closing_norm else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
+        return self.closing_norm(x) if self.closing_norm is not None else x
 
     @torch.no_grad()
-    def fuse(self) -> Tuple['PATChannel', ChannelAffine]:
-        """The deploy form with this layer's weights, and the closing BN as the affine map
-        it leaves on the attended channels."""
+    def fuse(self) -> 'PATChannel':
+        """The deploy form with this layer's weights (a deployed layer returns itself)."""
+        if self.deploy:
+            return self
         twin = PATChannel(self.channels, self.ratio, self.attention, self.norm_cfg,
                           deploy=True).to(self.conv.weight)
         twin.conv.load_state_dict(self.conv.state_dict())
         twin.attn.load_state_dict(self.attn.attention.fuse().state_dict())
-        return twin, ChannelAffine.of_norm(self.attn.norm, self.conv_channels)
+        twin.closing_norm = ChannelScaleShift.of_affine(
+            ChannelAffine.of_norm(self.attn.norm, self.conv_channels))
+        return twin
+
+    def pop_closing_norm(self) -> Optional[ChannelAffine]:
+        """Deploy form: hand the closing BN (as the affine map it is) to whatever absorbs it,
+        and stop applying it here."""
+        if not self.deploy:
+            raise ValueError('pop_closing_norm() is for the deploy form: fuse() first')
+        norm, self.closing_norm = self.closing_norm, None
+        return norm.affine() if norm is not None else None
 
 
 class SelfAttentionBranch(nn.Module):
@@ -148,35 +171,46 @@ class PATSelfAttention(PATConv):
             def layer(c):
                 return SelfAttentionBranch(c, num_heads, attn_drop, proj_drop, rpe_alpha)
         super().__init__(channels, layer, ratio)
+        self.deploy = deploy
         self.settings = dict(num_heads=num_heads, attn_drop=attn_drop, proj_drop=proj_drop,
                              rpe_alpha=rpe_alpha)
 
     @torch.no_grad()
-    def fuse(self) -> Tuple['PATSelfAttention', Optional[ChannelAffine]]:
-        """The deploy form with this layer's weights (no affine map is left over)."""
+    def fuse(self) -> 'PATSelfAttention':
+        """The deploy form with this layer's weights (a deployed layer returns itself)."""
+        if self.deploy:
+            return self
         twin = PATSelfAttention(self.channels, self.ratio, **self.settings,
                                 deploy=True).to(self.conv.weight)
         twin.conv.load_state_dict(self.conv.state_dict())
         twin.attn.load_state_dict(self.attn.fuse().state_dict())
-        return twin, None
+        return twin
 
 
 class PATSpatial(nn.Module):
     """PAT_sp: split ``[C/2, C/2]``; spatial attention gate on the first half,
     ``conv1x1(BN(x))`` on the second; concatenated (attention half first).
 
-    The second half is linear, so it folds into a preceding 1x1 conv: see
-    :meth:`PartialMLP.fuse`.
+    Deploy form: the gate with its BN as a scale and shift, applied in place to the fresh
+    concatenation, and the second half as one 1x1 conv with bias. Inside the MLP that conv
+    folds into the MLP's second 1x1 conv (:func:`~partialnet_mm.models.layers.blocks.
+    fold_pat_sp`).
 
     Args:
         channels (int): input and output channels (at least 2).
         norm_cfg (dict): the two BNs. Defaults to ``dict(type='BN')``.
+        deploy (bool): build the inference form. Defaults to False.
     """
 
-    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN')):
+    def __init__(self, channels: int, norm_cfg: dict = dict(type='BN'), deploy: bool = False):
         super().__init__()
+        self.channels, self.norm_cfg, self.deploy = channels, norm_cfg, deploy
         self.attn_channels = check_split(channels, 0.5, 'PATSpatial')
         self.mix_channels = channels - self.attn_channels
+        if deploy:
+            self.attn = InplaceSpatialGate(self.attn_channels)
+            self.mix = PointwiseConv(self.mix_channels, self.mix_channels)
+            return
         self.attn = SpatialAttentionGate(self.attn_channels, norm_cfg)
         self.mix = nn.Sequential()
         self.mix.add_module('norm', build_norm(norm_cfg, self.mix_channels))
@@ -184,4 +218,20 @@ class PATSpatial(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_attn, x_mix = torch.split(x, [self.attn_channels, self.mix_channels], dim=1)
+        if self.deploy:  # the gate works in place on a tensor of its own
+            return self.attn(torch.cat((x_attn, self.mix(x_mix)), dim=1))
         return torch.cat((self.attn(x_attn), self.mix(x_mix)), dim=1)
+
+    @torch.no_grad()
+    def fuse(self) -> 'PATSpatial':
+        """The deploy form with this layer's weights (a deployed layer returns itself):
+        ``conv(BN(x)) = (W * scale) x + W shift`` as one conv."""
+        if self.deploy:
+            return self
+        twin = PATSpatial(self.channels, self.norm_cfg, deploy=True).to(self.mix.conv.weight)
+        twin.attn.load_state_dict(self.attn.inplace_form().state_dict())
+        scale, shift = bn_affine(self.mix.norm)
+        weight = self.mix.conv.weight[:, :, 0, 0]
+        twin.mix.weight.copy_((weight * scale[None, :])[:, :, None, None])
+        twin.mix.bias.copy_(weight @ shift)
+        return twin

@@ -179,6 +179,36 @@ class ChannelAffine:
         return cls(start, *bn_affine(bn))
 
 
+class ChannelScaleShift(nn.Module):
+    """``y[:, start:] = scale * x[:, start:] + shift``, the first ``start`` channels unchanged:
+    a BN in eval mode as the deploy form keeps it when nothing after it absorbs it.
+
+    Args:
+        start (int): the first channel the map applies to.
+        channels (int): how many channels it applies to (the rest of the input).
+    """
+
+    def __init__(self, start: int, channels: int):
+        super().__init__()
+        self.start = start
+        self.register_buffer('scale', torch.ones(1, channels, 1, 1))
+        self.register_buffer('shift', torch.zeros(1, channels, 1, 1))
+
+    @classmethod
+    @torch.no_grad()
+    def of_affine(cls, affine: ChannelAffine) -> 'ChannelScaleShift':
+        layer = cls(affine.start, affine.scale.numel()).to(affine.scale)
+        layer.scale.copy_(affine.scale.view_as(layer.scale))
+        layer.shift.copy_(affine.shift.view_as(layer.shift))
+        return layer
+
+    def affine(self) -> ChannelAffine:
+        return ChannelAffine(self.start, self.scale.flatten(), self.shift.flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((x[:, :self.start], x[:, self.start:] * self.scale + self.shift), 1)
+
+
 def fold_input_affine(conv: nn.Conv2d, affine: ChannelAffine) -> nn.Conv2d:
     """A conv with bias computing ``conv(affine(x))``; exact for a 1x1 conv without padding
     or groups (the map commutes with no spatial mixing)."""

@@ -1,15 +1,15 @@
-"""DPConv layers: the PATConv mixers whose split the gates decide, and the cut of their
-full-width tensors to a fixed split."""
+"""DPConv layers, beside the PATConv they generalise: the PATConv mixers whose split the gates
+(:mod:`.gates`) decide, and the cut of their full-width tensors to a fixed split. The losses,
+the freezing of a whole model and the framework parts are in :mod:`partialnet_mm.dpconv`."""
 from typing import Dict, Type
 
 import torch
 import torch.nn as nn
 
-from ..models.layers.attention import CHANNEL_ATTENTIONS, GaussianChannelAttention
-from ..models.layers.patconv import (ChannelAttentionBranch, PATChannel, PATSelfAttention,
-                                     SelfAttentionBranch)
-from ..models.layers.utils import check_input_channels
+from .attention import CHANNEL_ATTENTIONS, GaussianChannelAttention
 from .gates import ChannelGates, power_of_two_part
+from .patconv import ChannelAttentionBranch, PATChannel, PATSelfAttention, SelfAttentionBranch
+from .utils import check_input_channels
 
 
 class DynamicPATConv(nn.Module):
@@ -59,9 +59,11 @@ class DynamicPATConv(nn.Module):
         plain.load_state_dict(slice_mixer_state(state, self.channels, k))
         return plain
 
-    def fuse(self):
-        raise RuntimeError(f'{type(self).__name__}: freeze the learned split first '
-                           f'(tools/export_split_ratios.py), then deploy the plain model')
+    @torch.no_grad()
+    def fuse(self) -> nn.Module:
+        """The deploy form of the plain layer with the split the gates hold now
+        (:meth:`freeze`, then its ``fuse()``): the same function in eval mode."""
+        return self.freeze().fuse()
 
 
 class DynamicPATChannel(DynamicPATConv):
