@@ -96,7 +96,6 @@ def test_every_file_and_module_the_docs_name_exists_and_every_tool_is_documented
     assert sorted(t for t in tools if f'tools/{t}' not in task_pages) == []
 
 
-@pytest.mark.slow
 def test_the_tools_page_is_what_the_tools_print():
     """docs/tools.md quotes each tool's --help (or a script's opening comment); a tool whose
     options change without the page fails here."""

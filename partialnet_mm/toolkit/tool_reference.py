@@ -6,10 +6,12 @@ script's opening comment, so that the docs quote the options instead of repeatin
 rewrites the page; ``tests/test_docs.py`` fails when the page and the tools disagree.
 """
 import argparse
+import contextlib
+import io
 import os
-import subprocess
+import runpy
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -38,12 +40,24 @@ def tool_files(tools_dir: Path) -> List[Path]:
 
 
 def python_help(path: Path) -> str:
-    env = dict(os.environ, COLUMNS=HELP_COLUMNS, PYTHONWARNINGS='ignore')
-    proc = subprocess.run([sys.executable, str(path), '--help'], capture_output=True, text=True,
-                          env=env, cwd=path.parent.parent, timeout=300)
-    if proc.returncode != 0:
-        raise RuntimeError(f'{path} --help exited with {proc.returncode}:\n{proc.stderr[-2000:]}')
-    return proc.stdout
+    """What ``python TOOL --help`` prints, run in this process (the imports are shared, so
+    the whole page takes seconds, not a process per tool)."""
+    out, argv, columns = io.StringIO(), sys.argv, os.environ.get('COLUMNS')
+    sys.argv, os.environ['COLUMNS'] = [str(path), '--help'], HELP_COLUMNS
+    try:
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            runpy.run_path(str(path), run_name='__main__')
+    except SystemExit as stop:
+        if stop.code not in (0, None):
+            raise RuntimeError(f'{path} --help exited with {stop.code}') from stop
+    finally:
+        sys.argv = argv
+        if columns is None:
+            os.environ.pop('COLUMNS')
+        else:
+            os.environ['COLUMNS'] = columns
+    return out.getvalue()
 
 
 def shell_comment(path: Path) -> str:
@@ -83,8 +97,7 @@ def anchor(name: str) -> str:
 def render(tools_dir: Path) -> str:
     parts = [HEADER]
     files = tool_files(tools_dir)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # a process per tool
-        texts = list(pool.map(tool_text, files))
+    texts = [tool_text(path) for path in files]
     parts.append('\n| tool | what |\n|---|---|\n')
     for path, text in zip(files, texts):
         parts.append(f'| [`tools/{path.name}`](#{anchor(path.name)}) | {summary(path, text)} |\n')

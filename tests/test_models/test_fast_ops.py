@@ -5,17 +5,17 @@ import torch.nn as nn
 
 from partialnet_mm.deploy import fused_copy, randomize_norms
 from partialnet_mm.models import PartialNetClassifier, mean_std_pool
-from partialnet_mm.models.layers.fast_ops import one_pass_mean_std
+from partialnet_mm.models.layers.fast_ops import channel_mean_std
 
 
-def test_one_pass_mean_std_matches_two_pass():
+def test_fast_mean_std_matches_welford():
     torch.manual_seed(0)
     x = torch.randn(2, 5, 13, 11) * 3 + 10  # |mean| > std: the one-pass weak spot
-    mean, std = one_pass_mean_std(x)
+    mean, std = channel_mean_std(x, fast=True)
     ref = mean_std_pool(x)
     assert torch.allclose(mean, ref[..., 0, 0], atol=1e-5)
     assert torch.allclose(std, ref[..., 0, 1], rtol=1e-4)
-    mean, std = one_pass_mean_std(torch.full((1, 3, 1, 1), 2.0))
+    mean, std = channel_mean_std(torch.full((1, 3, 1, 1), 2.0), fast=True)
     assert torch.equal(std, torch.zeros(1, 3)) and torch.equal(mean, torch.full((1, 3), 2.0))
 
 
@@ -74,7 +74,7 @@ def test_fused_classifier_on_cuda_both_layouts_and_amp(arch):
         assert out.dtype == torch.float16 and torch.isfinite(out).all()
         assert (ref.float() - out.float()).abs().max() <= 1e-2 * ref.float().abs().max()
         stats = torch.randn(2, 5, 13, 11, device='cuda') * 3 + 10
-        for got, want in zip(one_pass_mean_std(stats), mean_std_pool(stats).unbind(-1)):
+        for got, want in zip(channel_mean_std(stats, fast=True), mean_std_pool(stats).unbind(-1)):
             torch.testing.assert_close(got, want[:, :, 0], atol=1e-4, rtol=1e-4)
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old

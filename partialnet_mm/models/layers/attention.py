@@ -6,13 +6,15 @@ paper's table-12 comparison). Spatial attention gate of PAT_sp. Multi-head
 self-attention with image relative position encoding (iRPE) for PAT_sf.
 """
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from .eca import ECA
-from .fast_ops import SizeCache, scale_shift_, spread_offsets, style_statistics, tracing
+from .fast_ops import (SizeCache, channel_mean_std, scale_shift_, spread_offsets,
+                       style_statistics, tracing)
 from .utils import ChannelReweighting, ConvNorm, bn_affine, build_norm
 
 
@@ -26,15 +28,9 @@ def check_pooled_batch(norm: nn.Module, x: torch.Tensor, where: str) -> None:
 
 
 def mean_std_pool(x: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean and unbiased std over H x W, stacked to (B, C, 1, 2).
-
-    The std of a single position is undefined; it is taken as 0 there (no spread)
-    instead of propagating NaN.
-    """
-    flat = x.flatten(2)
-    mean = flat.mean(-1)
-    std = flat.std(-1) if flat.shape[-1] > 1 else torch.zeros_like(mean)
-    return torch.stack((mean, std), dim=-1).unsqueeze(2)
+    """Per-channel mean and unbiased std over H x W (:func:`channel_mean_std`; the std of one
+    position is 0), stacked to (B, C, 1, 2)."""
+    return torch.stack(channel_mean_std(x), dim=-1).unsqueeze(2)
 
 
 class MeanStdPool(nn.Module):
@@ -223,13 +219,32 @@ class InplaceSpatialGate(nn.Module):
         return x
 
 
+def pixel_layer_norm(x: torch.Tensor, channels: int, eps: float,
+                     weight: Optional[torch.Tensor] = None,
+                     bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """LayerNorm over the ``channels`` of an NCHW map at each position, returned channels
+    last (B, H, W, C): the one channel LayerNorm of PAT_sf (training, deployed and
+    INT8-friendly forms). ``channels`` is a constant of the caller, so exporters trace it
+    with dynamic sizes."""
+    return F.layer_norm(x.permute(0, 2, 3, 1), (channels,), weight, bias, eps)
+
+
+def relpos_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+                     scale: float, dropout_p: float = 0.0) -> torch.Tensor:
+    """``softmax(q k^T * scale + bias) v`` over (B, heads, N, head_dim) queries, keys and
+    values with the (1, heads, N, N) iRPE bias, dropout ``dropout_p`` on the weights: the one
+    attention of PAT_sf's training, deployed, INT8-friendly and DPConv-masked forms. PyTorch's
+    fused kernel (the bias is a float mask, so the iRPE table gets its gradients)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
+                                          scale=scale)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW tensor, at each position."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        return pixel_layer_norm(x, self.normalized_shape[0], self.eps, self.weight,
+                                self.bias).permute(0, 3, 1, 2)
 
 
 def irpe_bucket(dist: torch.Tensor, alpha: float, beta: int, gamma: float) -> torch.Tensor:
@@ -331,9 +346,9 @@ class RelPosSelfAttention(nn.Module):
         tokens = x.flatten(2).transpose(1, 2)  # B, N, C
         qkv = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, c // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B, heads, N, head_dim
-        logits = (q * self.scale) @ k.transpose(-2, -1) + self.rpe_k(h, w)
-        attn = self.attn_drop(logits.softmax(dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(b, h * w, c)
+        out = relpos_attention(q, k, v, self.rpe_k(h, w, q.dtype)[None], self.scale,
+                               self.attn_drop.p if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(b, h * w, c)
         out = self.proj_drop(self.proj(out))
         return out.transpose(1, 2).reshape(b, c, h, w)
 
@@ -391,11 +406,10 @@ class DeployRelPosSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
-        pixels = F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), eps=self.eps)
+        pixels = pixel_layer_norm(x, self.channels, self.eps)
         qkv = self.qkv(pixels).reshape(b, h * w, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         # the CPU flash kernel takes the bias as a 4-d mask
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.attention_bias(
-            h, w, q.dtype), scale=self.scale)
+        out = relpos_attention(q, k, v, self.attention_bias(h, w, q.dtype), self.scale)
         out = self.proj(out.transpose(1, 2).reshape(b, h * w, self.channels))
         return out.reshape(b, h, w, self.channels).permute(0, 3, 1, 2)

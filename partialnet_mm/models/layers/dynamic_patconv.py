@@ -6,7 +6,7 @@ from typing import Dict, Type
 import torch
 import torch.nn as nn
 
-from .attention import CHANNEL_ATTENTIONS, GaussianChannelAttention
+from .attention import CHANNEL_ATTENTIONS, GaussianChannelAttention, relpos_attention
 from .gates import ChannelGates, power_of_two_part
 from .patconv import ChannelAttentionBranch, PATChannel, PATSelfAttention, SelfAttentionBranch
 from .utils import check_input_channels
@@ -157,10 +157,12 @@ def masked_self_attention(branch: SelfAttentionBranch, x: torch.Tensor,
                           torch.full_like(rank, -1))
     heads_mask = (head_of[None, :] == torch.arange(heads, device=x.device)[:, None]).to(x.dtype)
     q, k, v = attn.qkv(t).reshape(b, h * w, 3, c).unbind(2)  # each B, N, C
-    q = q * keep * head_dim ** -0.5
-    logits = torch.einsum('bnc,hc,bmc->bhnm', q, heads_mask, k) + attn.rpe_k(h, w)
-    probs = attn.attn_drop(logits.softmax(dim=-1))
-    out = torch.einsum('bhnm,bmc,hc->bnc', probs, v, heads_mask)
+    # head i sees the kept channels dealt to it: per-head copies of q and v masked to them
+    # (B, heads, N, C), k shared; the heads' outputs are then summed back onto the channels
+    per_head = heads_mask[None, :, None, :]
+    out = relpos_attention((q * keep)[:, None] * per_head, k[:, None].expand(-1, heads, -1, -1),
+                           v[:, None] * per_head, attn.rpe_k(h, w, q.dtype)[None],
+                           head_dim ** -0.5, attn.attn_drop.p if attn.training else 0.0).sum(1)
     out = attn.proj_drop(attn.proj(out))
     return out.transpose(1, 2).reshape(b, c, h, w)
 

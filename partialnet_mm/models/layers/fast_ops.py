@@ -5,6 +5,7 @@ Every choice here computes the same function both ways (tested); each says what 
 as measured in docs/benchmarks.md. The rest of the network is written once, for every
 device and layout.
 """
+import math
 from collections import OrderedDict
 from typing import Callable, Hashable, Tuple
 
@@ -27,27 +28,44 @@ def in_layout(x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     return x.contiguous(memory_format=layout)
 
 
-def one_pass_mean_std(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and unbiased std over H x W, each (B, C).
+def unbiased_scale(n):
+    """``1 / (n - 1)``, the factor that turns the sum of squared deviations over ``n``
+    positions into the unbiased variance; 0 for a single position, whose std is taken as 0
+    (no spread) instead of NaN. PartialNet's one rule for one position, used by every
+    mean/std of the package (``n`` an int, or a tensor when the size is symbolic)."""
+    if isinstance(n, torch.Tensor):
+        return torch.where(n > 1, 1 / (n - 1).clamp_min(1), torch.zeros_like(n))
+    return 1.0 / (n - 1) if n > 1 else 0.0
 
-    CPU: both statistics from the sums of x and x**2, two reductions that each read x
-    once; ``torch.std`` / ``var_mean`` (Welford) are about 15x slower on one core. The
-    price is cancellation when |mean| >> std: the relative error of the variance is
-    about 1e-7 * (mean / std)**2, far below the deploy tolerance.
-    CUDA: ``torch.var_mean`` reads x once in one kernel, while the sums would write
-    x**2 to memory and, under AMP, read x again as float32.
+
+def channel_mean_std(x: torch.Tensor, fast: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and unbiased std over H x W, each (B, C): the one implementation of
+    the statistics of PAT_ch's Gaussian and SRM attentions.
+
+    ``fast=False`` (the training graph): ``torch.std_mean``, Welford's accurate one pass,
+    with gradients. ``fast=True`` (the deployed graph): CUDA the same (one kernel reads x
+    once, while sums would write x**2 to memory and, under AMP, read x again as float32);
+    CPU the mean and the 2-norm, each one read of x, then the variance from them in place
+    (8 operations; Welford is about 15x slower on one core), or from the sums of x and x**2
+    when traced (the sizes may be symbolic). The price is cancellation when |mean| >> std:
+    the relative error of the variance is about 1e-7 * (mean / std)**2, far below the
+    deploy tolerance.
     """
-    flat = x.flatten(2)
-    n = flat.shape[-1]
-    if x.is_cuda:
-        var, mean = torch.var_mean(flat, dim=-1, correction=1 if n > 1 else 0)
-        return mean, var.sqrt()
-    total = flat.sum(-1)
-    mean = total / n
-    if n == 1:  # the std of one position is taken as 0, as in the training graph
-        return mean, torch.zeros_like(mean)
-    var = ((flat * flat).sum(-1) - total * mean) / (n - 1)
-    return mean, var.clamp_min(0).sqrt()
+    n = x.shape[-2] * x.shape[-1]
+    if not fast or (x.is_cuda and not tracing()):
+        # the biased std (torch's std backward is safe at 0, where sqrt's is not) rescaled
+        std, mean = torch.std_mean(x, dim=(2, 3), correction=0)
+        return mean, std * math.sqrt(n * unbiased_scale(n))
+    if tracing():
+        flat = x.flatten(2)
+        total = flat.sum(-1)
+        mean = total / n
+        var = ((flat * flat).sum(-1) - total * mean) * unbiased_scale(n)
+        return mean, var.clamp_min(0).sqrt()
+    mean = x.mean((2, 3))
+    # (n - 1) var = sum(x^2) - n mean^2
+    var = torch.linalg.vector_norm(x, 2, (2, 3)).square_().addcmul_(mean, mean, value=-n)
+    return mean, var.clamp_min_(0).mul_(unbiased_scale(n)).sqrt_()
 
 
 def tracing() -> bool:
@@ -58,21 +76,9 @@ def tracing() -> bool:
 
 
 def style_statistics(x: torch.Tensor) -> torch.Tensor:
-    """``[mean | std]`` per channel over H x W (unbiased std; 0 for one position),
-    (B, 2C): the input of the Gaussian / SRM attention's folded linear map.
-
-    Eager CPU: the mean and the 2-norm, each one read of x, then the variance from them in
-    place: 8 operations. Traced or CUDA: :func:`one_pass_mean_std`, whose scalings are tensor
-    operations on the (possibly symbolic) size.
-    """
-    if tracing() or x.is_cuda:
-        return torch.cat(one_pass_mean_std(x), dim=1)
-    n = x.shape[-2] * x.shape[-1]
-    mean = x.mean((2, 3))
-    # (n - 1) var = sum(x^2) - n mean^2
-    var = torch.linalg.vector_norm(x, 2, (2, 3)).square_().addcmul_(mean, mean, value=-n)
-    std = var.clamp_min_(0).mul_(1.0 / (n - 1) if n > 1 else 0.0).sqrt_()
-    return torch.cat((mean, std), dim=1)
+    """``[mean | std]`` per channel (:func:`channel_mean_std`, fast), (B, 2C): the input of
+    the deployed Gaussian / SRM attention's folded linear map."""
+    return torch.cat(channel_mean_std(x, fast=True), dim=1)
 
 
 class SizeCache:

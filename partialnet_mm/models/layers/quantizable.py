@@ -22,8 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import DeployRelPosSelfAttention, DeployStyleAttention, InplaceSpatialGate
-from .fast_ops import tracing
+from .attention import (DeployRelPosSelfAttention, DeployStyleAttention, InplaceSpatialGate,
+                        pixel_layer_norm, relpos_attention)
+from .fast_ops import tracing, unbiased_scale
 
 FP32_MARK = '/fp32/'  # in the ONNX node names of everything under a KeepFP32 module
 
@@ -41,13 +42,14 @@ class KeepFP32(nn.Module):
 
 
 def unbiased_factor(x: torch.Tensor):
-    """``n / (n - 1)`` for the ``n = H * W`` positions of ``x`` (1 for a single position): a
+    """``n / (n - 1)`` for the ``n = H * W`` positions of ``x`` (0 for a single position, whose
+    std is 0: :func:`unbiased_scale`): a
     Python number eagerly, a tensor of the (symbolic) size when traced."""
     if tracing():
         n = torch._shape_as_tensor(x)[2:].prod().to(x.dtype)
-        return n / (n - 1).clamp_min(1)
-    n = x.shape[-2] * x.shape[-1]
-    return n / max(n - 1, 1)
+    else:
+        n = x.shape[-2] * x.shape[-1]
+    return n * unbiased_scale(n)
 
 
 class StatisticsGate(nn.Module):
@@ -133,7 +135,7 @@ class PixelLayerNorm(nn.Module):
         self.channels, self.eps = channels, eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x.permute(0, 2, 3, 1), (self.channels,), eps=self.eps)
+        return pixel_layer_norm(x, self.channels, self.eps)
 
 
 class AttentionCore(nn.Module):
@@ -151,7 +153,7 @@ class AttentionCore(nn.Module):
         q, k, v = qkv.reshape(b, height * width, 3, self.num_heads, self.head_dim) \
             .permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.rpe_k(height, width, q.dtype)[None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        out = relpos_attention(q, k, v, bias, self.scale)
         return out.transpose(1, 2).reshape(b, height * width, self.channels)
 
 
