@@ -13,6 +13,15 @@ def load_config(path):
     return get_config(path) if '::' in str(path) else Config.fromfile(path)
 
 
+def is_detector_config(path: str) -> bool:
+    """An mmdet config (a file, or an ``mmdet::`` name); a variant name (``t0``) is not."""
+    if '::' in str(path):
+        return str(path).startswith('mmdet::')
+    if not str(path).endswith('.py'):
+        return False
+    return load_config(path).get('default_scope') == 'mmdet'
+
+
 def is_one_stage(model_cfg) -> bool:
     """A detector config's model with a dense head only (RTMDet, RetinaNet...), no RPN + RoI
     head."""
@@ -46,6 +55,34 @@ def check_neck_channels(model_cfg) -> None:
             f'{tuple(out_indices)} returns {len(expected)} feature maps of {expected} channels; '
             f'set model.neck.in_channels={expected} (or out_indices to the stages the neck '
             f'expects)')
+
+
+def classifier_from_config(path: str) -> dict:
+    """PartialNetClassifier arguments from an mmpretrain config of ours."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(path)
+    backbone = dict(cfg.model.get('backbone') or {})
+    if str(backbone.get('type', '')).split('.')[-1] != 'PartialNet':
+        raise ValueError(f'{path}: model.backbone is not a PartialNet ({backbone.get("type")!r})')
+    if cfg.model.get('type') not in (None, 'ImageClassifier', 'DPConvImageClassifier'):
+        raise ValueError(f'{path} is a {cfg.model.type} config, not a classifier (a detector: '
+                         f'tools/benchmark.py --det CONFIG, tools/export_onnx.py CONFIG OUT)')
+    for key in ('type', 'init_cfg', 'drop_path_rate', 'frozen_stages', 'norm_eval', 'with_cp',
+                'out_indices', 'with_out_norm', 'deploy'):
+        backbone.pop(key, None)
+    if backbone.get('dpconv'):
+        raise ValueError(f'{path} learns split ratios (dpconv); benchmark the exported plain '
+                         f'config (tools/export_split_ratios.py)')
+    head = cfg.model.get('head') or {}
+    return dict(backbone, num_classes=head.get('num_classes', 1000),
+                mid_channels=head.get('mid_channels', 1280))
+
+
+def classifier_kwargs(model: str) -> dict:
+    """PartialNetClassifier arguments for a variant name (``t0`` ... ``l``) or an mmpretrain
+    config of ours (:func:`classifier_from_config`)."""
+    return classifier_from_config(model) if str(model).endswith('.py') else dict(arch=model)
 
 
 def build_model(cfg, backbone_weights: bool = True):

@@ -61,20 +61,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from partialnet_mm.benchmark import (TimingSettings, benchmark_classifier, benchmark_detector,
-                                     benchmark_detector_parts, classifier_from_config,
-                                     format_detector_parts, format_result)
-from partialnet_mm.benchmark.report import format_detector_runtimes, format_runtimes
-from partialnet_mm.benchmark.runtimes import (ExportMismatch, RuntimeSettings, benchmark_runtimes,
-                                              parse_runtimes)
-from partialnet_mm.deploy import FusionMismatch
-from partialnet_mm.mmconfig import is_one_stage, load_config
-
-
-# --det --runtime, the post-processing load, the same for both models: random one-stage heads
-# pass every candidate, so at most NMS_LOAD a level go into NMS; two-stage detectors keep
-# max_per_img detections (rcnn.score_thr=0), so both run the mask head on as many
-NMS_LOAD = 1000
+from partialnet_mm.benchmark.modes import REFUSALS, BenchmarkRequest, error_message, exit_code
 
 
 def parse_args(argv=None):
@@ -136,133 +123,34 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def plot(args) -> int:
+    from partialnet_mm.benchmark.plot import plot_speed_vs_params
+    if len(args.plot) < 2 or not args.plot[0].endswith('.png'):
+        print('error: --plot FILE.png JSON [JSON ...]', file=sys.stderr)
+        return 2
+    try:
+        print(plot_speed_vs_params(args.plot[1:], args.plot[0], args.plot_metric))
+    except ValueError as err:
+        print(f'error: {err}', file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.plot:
-        if len(args.plot) < 2 or not args.plot[0].endswith('.png'):
-            print('error: --plot FILE.png JSON [JSON ...]', file=sys.stderr)
-            return 2
-        from partialnet_mm.benchmark.plot import plot_speed_vs_params
-        try:
-            print(plot_speed_vs_params(args.plot[1:], args.plot[0], args.plot_metric))
-        except ValueError as err:
-            print(f'error: {err}', file=sys.stderr)
-            return 2
-        return 0
-    if args.smoke:
-        # runtimes at 96: OpenVINO 2026.4's CPU attention on a fixed-size 2x2 map (64 px) is
-        # wrong (the check refuses it); dynamic-size exports and 3x3 maps are right
-        args.input_size = 96 if args.runtime else 64
-        args.runs, args.warmup, args.rounds = 2, 1, 1
-        args.cpu_batch, args.cpu_runs, args.gpu_batch, args.gpu_runs = 2, 1, 4, 2
-        args.det_shape = (256, 320)
-    one_stage = bool(args.det) and is_one_stage(load_config(args.det).model)
-    if args.det_shape is None:
-        args.det_shape = (640, 640) if one_stage else (800, 1216)
-    if args.det and args.no_cpu:
-        print('error: --no-cpu is for classifiers; detection mode always times the CPU',
-              file=sys.stderr)
-        return 2
-    if args.runtime:
-        return run_runtimes(args)
+        return plot(args)
     try:
-        if one_stage:
-            result = benchmark_detector_parts(
-                args.det, args.det_baseline, *args.det_shape, runs=args.runs,
-                warmup=min(args.warmup, 2), rounds=args.rounds)
-            return report(result, args, format_detector_parts)
-        if args.det:
-            result = benchmark_detector(
-                args.det, args.det_baseline, *args.det_shape, runs=args.cpu_runs if not
-                args.smoke else 1, warmup=1, rounds=args.rounds,
-                cuda=False if args.no_cuda else None)
-        else:
-            if args.model.endswith('.py'):
-                kwargs = classifier_from_config(args.model)
-            else:
-                kwargs = dict(arch=args.model)
-            settings = TimingSettings(
-                input_size=args.input_size, latency_runs=args.runs,
-                throughput_batch=args.cpu_batch, throughput_runs=args.cpu_runs,
-                gpu_batch=args.gpu_batch, gpu_runs=args.gpu_runs, warmup=args.warmup,
-                rounds=args.rounds, channels_last=args.channels_last, amp=not args.no_amp,
-                compile=args.compile, cpu=not args.no_cpu,
-                cuda=False if args.no_cuda else None, cuda_graph=args.cuda_graph)
-            result = benchmark_classifier(kwargs, settings, checkpoint=args.checkpoint,
-                                          peers=not args.no_peers)
-    except FusionMismatch as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    return report(result, args, format_result)
-
-
-def report(result: dict, args, formatter) -> int:
-    """Print the table; write the JSON when asked."""
-    if args.smoke:
-        result['settings']['smoke'] = True
-    print(formatter(result))
+        result, table = BenchmarkRequest.from_options(vars(args)).run()
+    except REFUSALS as e:
+        print(f'error: {error_message(e)}', file=sys.stderr)
+        return exit_code(e)
+    print(table(result))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2)
         print(f'wrote {args.json}')
     return 0
-
-
-def run_detector_runtimes(args) -> int:
-    from partialnet_mm.benchmark.detector_runtimes import benchmark_detector_runtimes
-    from partialnet_mm.toolkit.detector_export import (ConfigUnsupported, DetectorMismatch,
-                                                       UnsupportedDetector)
-    try:
-        options = args.cfg_options
-        if options is None:
-            options = {'model.test_cfg.nms_pre': NMS_LOAD} if \
-                is_one_stage(load_config(args.det).model) else {'model.test_cfg.rcnn.score_thr': 0.0}
-        result = benchmark_detector_runtimes(
-            args.det, parse_runtimes(args.runtime), args.det_baseline, *args.det_shape,
-            runs=args.runs, warmup=min(args.warmup, 2), rounds=args.rounds,
-            cfg_options=options)
-    except (FusionMismatch, ExportMismatch, DetectorMismatch) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    except (ValueError, KeyError, ConfigUnsupported, UnsupportedDetector) as e:
-        print(f'error: {e.args[0] if isinstance(e, KeyError) else e}', file=sys.stderr)
-        return 2
-    return report(result, args, format_detector_runtimes)
-
-
-def run_runtimes(args) -> int:
-    if args.det:
-        return run_detector_runtimes(args)
-    if args.model.endswith('.py'):
-        print('error: --runtime takes a variant (t0 t1 t2 s m l), or a detector with --det',
-              file=sys.stderr)
-        return 2
-    height, width = args.det_shape if args.backbone else (args.input_size, args.input_size)
-    settings = RuntimeSettings(
-        height=height, width=width, latency_runs=args.runs, throughput_batch=args.cpu_batch,
-        throughput_runs=args.cpu_runs, warmup=args.warmup, rounds=args.rounds,
-        dynamic=args.dynamic, dynamo=args.exporter == 'dynamo')
-    try:
-        if args.int8:
-            from partialnet_mm.benchmark.int8 import benchmark_int8
-            from partialnet_mm.benchmark.report import format_int8
-            if args.backbone or args.dynamic:
-                raise ValueError('--int8 times the classifiers at one input size: drop '
-                                 '--backbone and --dynamic')
-            return report(benchmark_int8(args.model, parse_runtimes(args.runtime), settings),
-                          args, format_int8)
-        result = benchmark_runtimes(args.model, parse_runtimes(args.runtime), settings,
-                                    backbone=args.backbone)
-    except (FusionMismatch, ExportMismatch) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    except (ValueError, KeyError) as e:
-        print(f'error: {e.args[0] if isinstance(e, KeyError) else e}', file=sys.stderr)
-        return 2
-    return report(result, args, format_runtimes)
 
 
 if __name__ == '__main__':

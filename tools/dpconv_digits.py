@@ -18,34 +18,16 @@ import subprocess
 import sys
 import time
 
-import torch
-from mmengine.config import Config
-from mmengine.dataset import default_collate
-from mmengine.registry import init_default_scope
-
-import partialnet_mm  # noqa: F401
-from partialnet_mm.checkpoint import read_checkpoint
-from partialnet_mm.dpconv.export import learned_split, plot_ratios, short_layer_name
-from partialnet_mm.dpconv.losses import budget_cost, conv_cost
+from partialnet_mm.dpconv.evaluate import evaluate_learned_split, results_tables
+from partialnet_mm.dpconv.export import plot_ratios
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'partialnet-t0-dpconv_digits.py')
 
 
-@torch.no_grad()
-def accuracy(model, dataset, batch_size=120) -> float:
-    model.eval()
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        batch = default_collate([dataset[i] for i in range(start, min(start + batch_size,
-                                                                           len(dataset)))])
-        for sample in model.test_step(batch):
-            correct += int(sample.pred_label.item() == sample.gt_label.item())
-    return correct / len(dataset)
-
-
 def run_budget(args, budget: float) -> dict:
-    from mmpretrain.registry import DATASETS, MODELS
+    """Train at ``budget`` (tools/train.py), export the split (tools/export_split_ratios.py),
+    evaluate both classifiers."""
     work_dir = osp.join(args.work_dir, f'b{budget:g}')
     train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), args.config, '--work-dir',
              work_dir, '--cfg-options', f'model.dpconv_loss.budget={budget}',
@@ -61,28 +43,9 @@ def run_budget(args, budget: float) -> dict:
     subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'export_split_ratios.py'), ckpt,
                     '--out', ratio_cfg, '--base-config', args.config,
                     '--out-checkpoint', frozen_ckpt], check=True, stdout=subprocess.DEVNULL)
-
-    cfg = Config.fromfile(args.config)
-    cfg.model.dpconv_loss.budget = budget
-    init_default_scope('mmpretrain')
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    dp_model = MODELS.build(cfg.model)
-    dp_model.load_state_dict(read_checkpoint(ckpt)[1])
-    frozen_cfg = Config.fromfile(ratio_cfg)
-    frozen_cfg.model.type = 'ImageClassifier'
-    frozen_cfg.model.pop('dpconv_loss')
-    plain = MODELS.build(frozen_cfg.model)
-    plain.load_state_dict(read_checkpoint(frozen_ckpt)[1])  # strict
-
-    setting, ratios, _ = learned_split(read_checkpoint(ckpt)[1])
-    channels = dp_model.backbone.channels
-    layers = [(c, r) for row, c in zip(setting, channels, strict=True) for r in row]
-    cost = conv_cost(c * r for c, r in layers)
-    limit = budget_cost((c for c, _ in layers), budget)
-    return dict(budget=budget, seconds=seconds, accuracy=accuracy(dp_model, dataset),
-                frozen_accuracy=accuracy(plain, dataset), ratios=ratios, partial_ratio=setting,
-                cost=cost, budget_cost=limit, budget_met=cost <= limit, checkpoint=ckpt,
-                ratio_config=ratio_cfg, frozen_checkpoint=frozen_ckpt)
+    return dict(evaluate_learned_split(args.config, budget, ckpt, ratio_cfg, frozen_ckpt),
+                seconds=seconds, checkpoint=ckpt, ratio_config=ratio_cfg,
+                frozen_checkpoint=frozen_ckpt)
 
 
 def main():
@@ -107,19 +70,7 @@ def main():
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(results, f, indent=1)
 
-    print('\n| budget b | top-1 (DPConv) | top-1 (frozen plain) | conv cost / budget | '
-          'budget met | train time (s) |')
-    print('|---|---|---|---|---|---|')
-    for r in results:
-        print(f'| {r["budget"]:g} | {100 * r["accuracy"]:.2f}% | {100 * r["frozen_accuracy"]:.2f}%'
-              f' | {r["cost"] / r["budget_cost"]:.3f} | {"yes" if r["budget_met"] else "NO"} | '
-              f'{r["seconds"]:.0f} |')
-    layers = list(results[0]['ratios'])
-    print('\n| layer | ' + ' | '.join(f'b={r["budget"]:g}' for r in results) + ' |')
-    print('|---|' + '---|' * len(results))
-    for layer in layers:
-        print(f'| {short_layer_name(layer)} | '
-              + ' | '.join(f'1/{1 / r["ratios"][layer]:g}' for r in results) + ' |')
+    print('\n' + results_tables(results))
     print(f'\nfigure: {png}\nresults: {osp.join(args.work_dir, "results.json")}')
     sys.stdout.flush()
 

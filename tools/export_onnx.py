@@ -27,31 +27,21 @@ calls). onnxruntime's outputs are compared with PyTorch's (on other batch and in
 than the exported one when dynamic); the export fails (exit code 3) above 1e-4.
 """
 import argparse
-import os
 import sys
-import time
 
-import torch
 from mmengine.config import DictAction
 
-from partialnet_mm.benchmark import classifier_from_config
-from partialnet_mm.deploy import FusionMismatch, fuse_and_check, randomize_norms
-from partialnet_mm.models import PartialNet, PartialNetClassifier, load_backbone_checkpoint
-from partialnet_mm.models.classifiers import load_classifier_checkpoint
-from partialnet_mm.toolkit.onnx_export import default_shapes, export, verify
+from partialnet_mm.deploy import FusionMismatch
+from partialnet_mm.mmconfig import is_detector_config
 
 DETECTOR_INPUT = ('--input-size H W (or one S for S x S): the detector\'s export and check size '
                   '(default: the config\'s test size)')
 
 
-def is_detector_config(model: str) -> bool:
-    """An mmdet config (file or ``mmdet::`` name); its errors are the detector export's."""
-    if '::' in model:
-        return model.startswith('mmdet::')
-    if not model.endswith('.py'):
-        return False
-    from partialnet_mm.mmconfig import load_config
-    return load_config(model).get('default_scope') == 'mmdet'
+def fail(error, code: int) -> int:
+    message = error.args[0] if isinstance(error, KeyError) else str(error)
+    print(f'error: {message}', file=sys.stderr)
+    return code
 
 
 def export_detector_main(args) -> int:
@@ -61,39 +51,39 @@ def export_detector_main(args) -> int:
     from partialnet_runtime import RuntimeMissing, require_runtime
 
     if args.exporter == 'dynamo':
-        print('error: the detector export uses the TorchScript exporter (NMS as ONNX '
-              'NonMaxSuppression); leave --exporter out', file=sys.stderr)
-        return 2
+        return fail('the detector export uses the TorchScript exporter (NMS as ONNX '
+                    'NonMaxSuppression); leave --exporter out', 2)
     if args.backbone:
-        print('error: --backbone exports a PartialNet variant\'s backbone (give t0 ... l); a '
-              'detector config exports the whole detector', file=sys.stderr)
-        return 2
+        return fail('--backbone exports a PartialNet variant\'s backbone (give t0 ... l); a '
+                    'detector config exports the whole detector', 2)
     size = args.input_size if args.input_size is None or len(args.input_size) == 2 else \
         args.input_size * 2
-    start = time.perf_counter()
     try:
         require_runtime('onnxruntime')  # the check runs in it
-        r = export_detector(args.model, args.out, args.checkpoint, args.fixed_size, size,
-                            cfg_options=args.cfg_options)
+        result = export_detector(args.model, args.out, args.checkpoint, args.fixed_size, size,
+                                 cfg_options=args.cfg_options)
     except (ConfigUnsupported, UnsupportedDetector, KeyError, CheckpointError,
             FileNotFoundError, RuntimeMissing) as e:
-        print(f'error: {str(e).strip(chr(34))}', file=sys.stderr)
-        return 2
+        return fail(e, 2)
     except (FusionMismatch, DetectorMismatch) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    m = r.report
-    print(f'wrote {r.path} ({r.megabytes:.1f} MiB, one file; {r.family}, '
-          f'{"dynamic batch and size" if r.dynamic else "fixed size"}, checked at '
-          f'{r.size[0]}x{r.size[1]}, {time.perf_counter() - start:.1f} s): fused backbone vs '
-          f'unfused {r.fuse_diff:.2e}; onnxruntime vs mmdet predict: {m.matched} of '
-          f'{m.reference} detections matched (worst IoU {m.worst_iou:.4f}, score '
-          f'{m.worst_score:.1e}), {m.ties} ties at a cut'
-          + (f', masks differ on {100 * m.mask_disagreement:.3f}% of confident pixels'
-             if r.family != 'rtmdet' and m.matched else ''))
-    if not m.reference:
-        print('note: no detection scored above the threshold on the check inputs (random '
-              'weights?), so the check compared nothing; export a trained --checkpoint')
+        return fail(e, 3)
+    print(result.summary())
+    return 0
+
+
+def export_classifier_main(args) -> int:
+    from partialnet_mm.checkpoint import CheckpointError
+    from partialnet_mm.toolkit.onnx_export import ExportMismatch, export_classifier
+
+    try:
+        result = export_classifier(args.model, args.out, args.checkpoint, args.backbone,
+                                   args.input_size, args.opset, args.exporter == 'dynamo',
+                                   args.fixed_size)
+    except (FusionMismatch, ExportMismatch) as e:
+        return fail(e, 3)
+    except (ValueError, KeyError, CheckpointError, FileNotFoundError) as e:
+        return fail(e, 2)
+    print(result.summary())
     return 0
 
 
@@ -127,47 +117,7 @@ def main(argv=None):
     if args.input_size is not None and len(args.input_size) != 1:
         p.error('--input-size takes one size for a classifier or backbone')
     args.input_size = args.input_size[0] if args.input_size else 224
-
-    try:
-        kwargs = classifier_from_config(args.model) if args.model.endswith('.py') \
-            else dict(arch=args.model)
-    except (ValueError, FileNotFoundError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    torch.manual_seed(0)
-    if args.backbone:
-        kwargs = {k: v for k, v in kwargs.items() if k not in ('num_classes', 'mid_channels')}
-        model = PartialNet(**kwargs).eval()
-        if args.checkpoint:
-            load_backbone_checkpoint(model, args.checkpoint)
-    else:
-        model = PartialNetClassifier(**kwargs).eval()
-        if args.checkpoint:
-            load_classifier_checkpoint(model, args.checkpoint)
-    if not args.checkpoint:
-        randomize_norms(model)
-        print('no --checkpoint: exporting random weights (BN statistics randomised)')
-    size = args.input_size
-    try:
-        fused, diff = fuse_and_check(model, torch.randn(2, 3, size, size), action='export it')
-    except FusionMismatch as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    start = time.perf_counter()
-    export(fused, args.out, size, args.opset, dynamo=args.exporter == 'dynamo',
-           dynamic=not args.fixed_size, batch=1)
-    seconds = time.perf_counter() - start
-    shapes = [(1, 3, size, size)] if args.fixed_size else default_shapes(size)
-    try:
-        onnx_diff = verify(fused, args.out, shapes)
-    except ValueError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 3
-    print(f'wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MiB, one file; '
-          f'{args.exporter} exporter, {"fixed" if args.fixed_size else "dynamic"} size, '
-          f'{seconds:.1f} s): fused vs unfused {diff:.2e}, onnxruntime vs PyTorch '
-          f'{onnx_diff:.2e} (max abs) on inputs {list(shapes)}')
-    return 0
+    return export_classifier_main(args)
 
 
 if __name__ == '__main__':

@@ -17,50 +17,10 @@ import argparse
 import json
 import os
 import os.path as osp
-import re
-import shutil
 import sys
-import time
 
-from partialnet_mm.datasets.synthetic_coco import make_synthetic_coco
-from partialnet_mm.training.drill import FAULTS, RUNS, Drill
-
-ONCE = ('full-disk', 'nan')  # the table's single-run rows
-
-
-def summary(fault: str, details: list) -> str:
-    """One cell of the table for the trials (their JSON records) of one fault and model."""
-    diff = max((d.get('max_abs_diff', float('inf')) for d in details), default=0)
-    if fault == 'sigterm':
-        return (f"exit {sorted({d['exit'] for d in details})}, stopped after "
-                f"{[d['stopped_after'] for d in details]}; max abs diff {diff:g}")
-    if fault == 'kill':
-        return (f"killed after {[d['killed_after'] for d in details]}, resumed from "
-                f"{[d['resumed_from'] for d in details]} (lost <= "
-                f"{max(d['lost'] for d in details)}); max abs diff {diff:g}")
-    if fault == 'kill-during-write':
-        return (f"killed writing {[d['partial'][0] if d['partial'] else '-' for d in details]},"
-                f" resumed {[d['pointer'] for d in details]}; max abs diff {diff:g}")
-    d = details[0]
-    if fault == 'full-disk':
-        return (f"exit {d['exit']}: 'cannot write ...: the disk is full'; {d['pointer']} intact, "
-                f"named in the error")
-    terms = re.search(r'\): (.*) not finite', d['message'])
-    last = re.search(r'is (\S+): --resume', d['message'])
-    return (f"exit {d['exit']} at iteration {d['last_logged'] + 1}; not finite: "
-            f"{terms.group(1) if terms else '?'}; resume from "
-            f"{osp.basename(last.group(1)) if last else 'none written'}")
-
-
-def table(trials: list) -> str:
-    """The markdown table of the trials' JSON records, one row per fault and model."""
-    rows = ['| fault | model | runs | nothing lost | what happened |', '|---|---|---|---|---|']
-    keys = list(dict.fromkeys((t['fault'], t['model']) for t in trials))
-    for fault, model in keys:
-        mine = [t for t in trials if (t['fault'], t['model']) == (fault, model)]
-        rows.append(f"| {fault} | {model} | {len(mine)} | {sum(t['passed'] for t in mine)}/"
-                    f"{len(mine)} | {summary(fault, mine)} |")
-    return '\n'.join(rows)
+from partialnet_mm.training.drill import FAULTS, RUNS
+from partialnet_mm.training.fault_table import run_fault_table, table
 
 
 def main() -> int:
@@ -89,25 +49,8 @@ def main() -> int:
         bad = [n for n in name if n not in known]
         if bad:
             parser.error(f'unknown {bad}; choose from {", ".join(known)}')
-    coco = osp.join(args.folder, 'coco')
-    if not osp.isdir(coco) and any(m in ('mask-rcnn', 'rtmdet') for m in models):
-        make_synthetic_coco(coco, num_train=8, num_val=4, size=128)
-    trials_out = []
-    for model in models:
-        shutil.rmtree(osp.join(args.folder, model), ignore_errors=True)  # a previous table's
-        drill = Drill(model, osp.join(args.folder, model), osp.abspath(coco) + '/',
-                      every=args.every, seed=args.seed)
-        start = time.time()
-        print(f'{model}: uninterrupted run ...', flush=True)
-        drill.reference()
-        for fault in faults:
-            for _ in range(1 if fault in ONCE else args.runs):
-                trial = getattr(drill, fault.replace('-', '_'))()
-                print(f'  {fault} at {trial.at}: {"ok" if trial.passed else "FAILED"} '
-                      f'{ {k: v for k, v in trial.detail.items() if k != "error"} }', flush=True)
-                trials_out.append(dict(model=model, fault=fault, at=trial.at,
-                                       passed=trial.passed, **trial.detail))
-        print(f'{model}: {time.time() - start:.0f} s ({drill.iterations} iterations a run)')
+    trials_out = run_fault_table(models, faults, args.folder, args.runs, args.every, args.seed,
+                                 log=lambda line: print(line, flush=True))
     print('\n' + table(trials_out))
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)

@@ -3,7 +3,8 @@ runner that times them (``runner``) and the tables (``report``). Every figure co
 the fused == unfused check of :mod:`partialnet_mm.deploy`."""
 from .detection import benchmark_detector, benchmark_detector_parts
 from .report import format_detector_parts, format_result, markdown_table
-from .runner import BenchmarkRunner, TimingSettings, benchmark_classifier, classifier_from_config
+from .runner import BenchmarkRunner, TimingSettings, benchmark_classifier
+from ..mmconfig import classifier_from_config  # its home before 0.x: kept importable here
 from ..timing import time_interleaved
 
 __all__ = ['BenchmarkRunner', 'TimingSettings', 'benchmark_classifier', 'benchmark_detector',

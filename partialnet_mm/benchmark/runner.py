@@ -125,28 +125,6 @@ def fused_ratios(seconds: Dict[str, float], speedup: str, peer: str,
     return out
 
 
-def classifier_from_config(path: str) -> dict:
-    """PartialNetClassifier arguments from an mmpretrain config of ours."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(path)
-    backbone = dict(cfg.model.get('backbone') or {})
-    if str(backbone.get('type', '')).split('.')[-1] != 'PartialNet':
-        raise ValueError(f'{path}: model.backbone is not a PartialNet ({backbone.get("type")!r})')
-    if cfg.model.get('type') not in (None, 'ImageClassifier', 'DPConvImageClassifier'):
-        raise ValueError(f'{path} is a {cfg.model.type} config, not a classifier (a detector: '
-                         f'tools/benchmark.py --det CONFIG, tools/export_onnx.py CONFIG OUT)')
-    for key in ('type', 'init_cfg', 'drop_path_rate', 'frozen_stages', 'norm_eval', 'with_cp',
-                'out_indices', 'with_out_norm', 'deploy'):
-        backbone.pop(key, None)
-    if backbone.get('dpconv'):
-        raise ValueError(f'{path} learns split ratios (dpconv); benchmark the exported plain '
-                         f'config (tools/export_split_ratios.py)')
-    head = cfg.model.get('head') or {}
-    return dict(backbone, num_classes=head.get('num_classes', 1000),
-                mid_channels=head.get('mid_channels', 1280))
-
-
 def benchmark_classifier(model_kwargs: dict, settings: TimingSettings = TimingSettings(),
                          checkpoint: Optional[str] = None, peers: bool = True,
                          seed: int = 0) -> dict:

@@ -21,7 +21,7 @@ from partialnet_runtime.backends import RUNTIMES, Runtime, onnx_session, parse_r
 
 from ..deploy import compare_outputs, fuse_and_check, randomize_norms
 from ..models import PartialNet, PartialNetClassifier
-from ..toolkit.onnx_export import export
+from ..toolkit.onnx_export import ExportMismatch, export
 from .peers import FUSED, classifier_peers
 from .runner import REFUSAL
 from ..timing import environment, num_threads, time_interleaved
@@ -30,10 +30,6 @@ from ..timing import environment, num_threads, time_interleaved
 # the runtimes are listed once, in the torch-free runtime package; re-exported here
 __all__ = ['ExportMismatch', 'RUNTIMES', 'Runtime', 'RuntimeSettings', 'benchmark_runtimes',
            'onnx_session', 'parse_runtimes', 'runtime_models']
-
-
-class ExportMismatch(RuntimeError):
-    """A runtime does not compute what PyTorch computes on the exported model."""
 
 
 def runtime_models(arch: str, backbone: bool = False, seed: int = 0) -> Dict[str, tuple]:

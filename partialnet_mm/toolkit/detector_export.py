@@ -12,6 +12,7 @@ written only when the check passes. Needs mmdet, onnx and onnxruntime.
 import json
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -25,6 +26,7 @@ from ..checkpoint import checkpoint_form, key_problems, read_checkpoint
 from ..deploy import fuse_and_check
 from ..mmconfig import build_model, is_one_stage, load_config
 from .end2end import FAMILIES, UnsupportedDetector, end2end_model
+from .onnx_export import ExportMismatch
 
 OPSET = 17           # RoiAlign's half_pixel mode (mmcv's aligned=True) needs >= 16
 SCORE_TOLERANCE = 1e-3
@@ -33,7 +35,7 @@ IOU_MIN = 0.99
 PASSIVE_STEPS = ('LoadImageFromFile', 'LoadAnnotations', 'PackDetInputs', 'LoadImageFromNDArray')
 
 
-class DetectorMismatch(RuntimeError):
+class DetectorMismatch(ExportMismatch):
     """The exported detector's detections differ from mmdet's ``predict``."""
 
 
@@ -345,6 +347,25 @@ class ExportResult:
     fuse_diff: float
     report: MatchReport
     megabytes: float
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """What was written and how it compared, in a line (and a note when the check had no
+        detection to compare)."""
+        m = self.report
+        line = (f'wrote {self.path} ({self.megabytes:.1f} MiB, one file; {self.family}, '
+                f'{"dynamic batch and size" if self.dynamic else "fixed size"}, checked at '
+                f'{self.size[0]}x{self.size[1]}, {self.seconds:.1f} s): fused backbone vs '
+                f'unfused {self.fuse_diff:.2e}; onnxruntime vs mmdet predict: {m.matched} of '
+                f'{m.reference} detections matched (worst IoU {m.worst_iou:.4f}, score '
+                f'{m.worst_score:.1e}), {m.ties} ties at a cut')
+        if self.family != 'rtmdet' and m.matched:
+            line += f', masks differ on {100 * m.mask_disagreement:.3f}% of confident pixels'
+        if not m.reference:
+            line += ('\nnote: no detection scored above the threshold on the check inputs '
+                     '(random weights?), so the check compared nothing; export a trained '
+                     '--checkpoint')
+        return line
 
 
 def export_detector(config: str, out: str, checkpoint: Optional[str] = None,
@@ -352,6 +373,7 @@ def export_detector(config: str, out: str, checkpoint: Optional[str] = None,
                     cfg_options=None) -> ExportResult:
     """Export the detector of ``config`` to ``out`` (see the module doc); nothing is written
     when the check fails (:class:`DetectorMismatch`)."""
+    start = time.perf_counter()
     cfg, model = load_detector(config, checkpoint, cfg_options)
     size = tuple(size) if size else export_size(cfg)
     fuse_diff = fuse_backbone(model, size)
@@ -369,7 +391,7 @@ def export_detector(config: str, out: str, checkpoint: Optional[str] = None,
         if os.path.exists(partial):
             os.remove(partial)
     return ExportResult(out, e2e.family, size, not fixed_size, fuse_diff, report,
-                        os.path.getsize(out) / 2 ** 20)
+                        os.path.getsize(out) / 2 ** 20, time.perf_counter() - start)
 
 
 __all__ = ['ConfigUnsupported', 'DetectorMismatch', 'ExportResult', 'UnsupportedDetector',

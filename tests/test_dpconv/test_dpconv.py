@@ -339,6 +339,14 @@ def test_train_log_export_and_plot(tmp_path):
     with torch.no_grad():
         assert torch.allclose(dp_model(x), plain(x), atol=1e-5)
 
+    # what tools/dpconv_digits.py reports: both classifiers on the test split (the same
+    # function, so the same top-1) and the learned split's cost against its budget
+    from partialnet_mm.dpconv.evaluate import evaluate_learned_split
+    r = evaluate_learned_split(str(dp_cfg), 8, str(ckpt), str(ratio_cfg), str(frozen))
+    assert 0 < r['accuracy'] <= 1 and r['frozen_accuracy'] == r['accuracy']
+    assert r['partial_ratio'] == cfg.partial_ratio and r['budget'] == 8
+    assert r['budget_met'] == (r['cost'] <= r['budget_cost'])
+
     png = tmp_path / 'fig.png'
     rc, out = _tool('tools/plot_split_ratios.py', str(ckpt), str(ckpt), '--labels', 'a', 'b',
                     '--out', str(png))
@@ -361,3 +369,24 @@ def test_the_budget_formula_is_the_losses_own():
         [g.channels for g in gates], 4)
     assert out['dpconv_cost_ratio'].item() == pytest.approx(ratio, rel=1e-6)
     assert budget_cost([64, 128], 4) == 16 ** 2 + 32 ** 2 and conv_cost([3, 4]) == 25
+
+
+def test_split_cost_and_the_digits_tables():
+    """The learned split's cost is the losses' formula over the gates' channels; the tables
+    of tools/dpconv_digits.py have a row per budget and per layer."""
+    from partialnet_mm.dpconv.evaluate import results_tables, split_cost
+    from partialnet_mm.dpconv.losses import budget_cost, conv_cost
+    model = PartialNet('t0', dpconv=dict(init_scale=1e-8), partial_ratio=0.25)
+    r = split_cost(model.state_dict(), model.channels, budget=4)
+    gates = [g for _, g in collect_gates(model)]
+    assert r['partial_ratio'] == model.split_ratios()
+    assert r['cost'] == pytest.approx(conv_cost(float(g.channel_mask().sum()) for g in gates))
+    assert r['budget_cost'] == budget_cost([g.channels for g in gates], 4)
+    assert r['budget_met'] == (r['cost'] <= r['budget_cost'])
+    results = [dict(r, budget=b, accuracy=0.5, frozen_accuracy=0.25, seconds=12.4)
+               for b in (2, 8)]
+    lines = results_tables(results).splitlines()
+    assert lines[2].startswith('| 2 | 50.00% | 25.00% | ')
+    assert lines[2].endswith(f' | {"yes" if r["budget_met"] else "NO"} | 12 |')
+    assert len(lines) == 2 + 2 + 1 + 2 + len(r['ratios'])
+    assert lines[-1].count('1/4') == 2  # every layer starts at 1/4

@@ -85,3 +85,49 @@ def test_export_tool_backbone_multiscale(tmp_path):
     import onnx
     names = [o.name for o in onnx.load(str(out)).graph.output]
     assert names == ['stage0', 'stage1', 'stage2', 'stage3']
+
+
+def test_export_classifier_checks_and_reports(tmp_path):
+    """What tools/export_onnx.py calls: the config's classifier, fused, checked, exported,
+    checked in onnxruntime; the summary says what was written and how close it is."""
+    from partialnet_mm.toolkit.onnx_export import export_classifier
+    out = tmp_path / 'sub' / 't0.onnx'
+    r = export_classifier('configs/partialnet-t0_8xb512_in1k.py', str(out), input_size=64,
+                          dynamo=False, fixed_size=True)
+    assert out.exists() and r.path == str(out) and r.exporter == 'torchscript'
+    assert r.shapes == [(1, 3, 64, 64)] and not r.dynamic and r.random_weights
+    assert 0 <= r.fuse_diff <= 1e-4 and 0 <= r.onnx_diff <= 1e-4
+    summary = r.summary()
+    assert summary.startswith('no checkpoint: random weights') and f'wrote {out}' in summary
+    assert 'torchscript exporter, fixed size' in summary
+
+
+def test_export_classifier_removes_a_file_that_fails_its_check(tmp_path, monkeypatch):
+    from partialnet_mm.toolkit import onnx_export
+
+    def refuse(model, path, shapes):
+        raise onnx_export.ExportMismatch(f'{path}: onnxruntime differs from PyTorch by 1')
+
+    monkeypatch.setattr(onnx_export, 'verify', refuse)
+    out = tmp_path / 'b.onnx'
+    with pytest.raises(onnx_export.ExportMismatch, match='differs'):
+        onnx_export.export_classifier('t0', str(out), backbone=True, input_size=64,
+                                      dynamo=False, fixed_size=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exportable_backbone_drops_the_head_settings():
+    from partialnet_mm.toolkit.onnx_export import build_exportable
+    net = build_exportable('configs/partialnet-t0_8xb512_in1k.py', backbone=True)
+    assert isinstance(net, PartialNet) and not net.training
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.running_var.min() >= 0.5 and bn.running_mean.abs().sum() > 0  # randomised
+
+
+def test_detector_configs_are_told_from_classifiers():
+    from partialnet_mm.mmconfig import is_detector_config
+    assert is_detector_config('mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py')
+    assert is_detector_config('configs/rtmdet_partialnet-t0_8xb32-300e_coco.py')
+    assert not is_detector_config('configs/partialnet-t0_8xb512_in1k.py')
+    assert not is_detector_config('mmpretrain::resnet/resnet50_8xb32_in1k.py')
+    assert not is_detector_config('t0')

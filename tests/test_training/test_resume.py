@@ -14,7 +14,7 @@ import pytest
 from partialnet_mm.training import PREEMPTED_EXIT_CODE
 from partialnet_mm.training.drill import Drill, read_checkpoint_file
 
-from helpers import run
+from helpers import REPO, run
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,15 @@ def test_dist_train_passes_sigusr1_to_the_processes_and_exits_75(tmp_path):
     trial = drill.sigterm(sig='SIGUSR1')
     assert trial.passed, (trial.at, trial.detail)
     assert trial.detail['exit'] == PREEMPTED_EXIT_CODE
+
+
+def test_the_published_fault_table_is_its_trials_table():
+    """docs/training.md's fault table is what table() makes of the trials it was run with
+    (docs/bench/fault_table.json, tools/fault_table.py --json): a row per fault and model."""
+    from partialnet_mm.training.fault_table import table
+    trials = json.loads(open(osp.join(REPO, 'docs', 'bench', 'fault_table.json')).read())
+    rows = table(trials).splitlines()
+    doc = open(osp.join(REPO, 'docs', 'training.md')).read()
+    assert len(rows) == 2 + len({(t['fault'], t['model']) for t in trials}) > 2 + 5
+    missing = [row for row in rows if row not in doc]
+    assert not missing, missing
