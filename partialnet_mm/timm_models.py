@@ -120,8 +120,9 @@ class TimmPartialNet(nn.Module):
         take, _ = feature_take_indices(last + 1, indices)
         if intermediates_only:
             return self.backbone.forward_stages(x, take)
-        outs = self.backbone.forward_stages(x, sorted(set(take) | {last}))
-        intermediates = [o for i, o in zip(sorted(set(take) | {last}), outs) if i in take]
+        run = sorted(set(take) | {last})
+        outs = self.backbone.forward_stages(x, run)
+        intermediates = [o for i, o in zip(run, outs) if i in take]
         return outs[-1], intermediates
 
     def load_pretrained(self, path: str) -> None:
@@ -173,11 +174,17 @@ def _cfg(**kwargs: Any) -> Dict[str, Any]:
 default_cfgs = generate_default_cfgs({f'partialnet_{v}': _cfg() for v in VARIANTS})
 
 
+def _names_weights(cfg) -> bool:
+    """A pretrained cfg (a dict, timm's ``PretrainedCfg``, a tag or None) naming weights."""
+    if isinstance(cfg, str) or cfg is None:
+        return False
+    get = cfg.get if isinstance(cfg, dict) else lambda key: getattr(cfg, key, None)
+    return any(get(key) for key in ('file', 'state_dict', 'url', 'hf_hub_id'))
+
+
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> TimmPartialNet:
-    overlay = kwargs.get('pretrained_cfg_overlay') or {}
-    given = kwargs.get('pretrained_cfg') or {}
-    if pretrained and not any((overlay.get(k) or (isinstance(given, dict) and given.get(k)))
-                              for k in ('file', 'state_dict', 'url', 'hf_hub_id')):
+    if pretrained and not (_names_weights(kwargs.get('pretrained_cfg_overlay'))
+                           or _names_weights(kwargs.get('pretrained_cfg'))):
         raise RuntimeError(f'{variant}: {NO_WEIGHTS}')
     return build_model_with_cfg(
         TimmPartialNet, variant, pretrained, arch=variant.split('_', 1)[1],

@@ -1,6 +1,7 @@
 """The README and docs/ hold together: every relative link, #anchor and picture resolves; the
 tools page is what the tools print; every tool is documented and every file named exists; the
 README stays short and its config snippets build. (tests/test_readme.py runs the commands.)"""
+import functools
 import glob
 import importlib.util
 import os.path as osp
@@ -33,7 +34,8 @@ def slug(heading: str) -> str:
     return re.sub(r'[^\w\- ]', '', text).replace(' ', '-')
 
 
-def anchors(page: str) -> set:
+@functools.lru_cache(maxsize=64)  # each page read once (there are 17)
+def anchors(page: str) -> frozenset:
     seen, out = {}, set()
     text = re.sub(r'^(```+|~~~+).*?^\1\s*$', '', _read(page), flags=re.S | re.M)
     for heading in re.findall(r'^#{1,6} (.+)$', text, re.M):
@@ -41,7 +43,7 @@ def anchors(page: str) -> set:
         n = seen.get(base, 0)
         seen[base] = n + 1
         out.add(base if n == 0 else f'{base}-{n}')
-    return out
+    return frozenset(out)
 
 
 def test_slug_is_githubs():

@@ -3,6 +3,7 @@ forward_* methods, reset_classifier, pretrained), the same outputs as our mmpret
 classifier, timm's reparameterize_model == our switch_to_deploy on every variant, and the
 steps of timm's validate.py / onnx_export.py run on them."""
 import copy
+import dataclasses
 import os.path as osp
 import subprocess
 import sys
@@ -120,6 +121,12 @@ def test_pretrained_file_ours_and_the_authors(tmp_path):
     loaded = timm.create_model('partialnet_t0', pretrained=True,
                                pretrained_cfg_overlay=dict(file=str(path))).eval()
     x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), source(x), atol=0, rtol=0)
+    # a PretrainedCfg object naming the file is a weights source too (timm passes either)
+    cfg = timm.models.get_pretrained_cfg('partialnet_t0')
+    cfg = dataclasses.replace(cfg, file=str(path))
+    loaded = timm.create_model('partialnet_t0', pretrained=True, pretrained_cfg=cfg).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), source(x), atol=0, rtol=0)
     authors = authors_t0_state_dict(pat_sp=True, prefix='model.')

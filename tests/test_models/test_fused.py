@@ -272,3 +272,23 @@ def test_fuse_returns_a_module_that_replaces_it(name):
         torch.testing.assert_close(again.eval()(x.clone()), fused(x.clone()), atol=0, rtol=0)
     if getattr(fused, 'deploy', False):
         assert again is fused  # a module in its inference form is its own fused form
+
+
+def test_fold_pat_sp_keeps_a_biased_fc2():
+    """fold_pat_sp on an fc2 with a bias (the MLP's own has none): the gated half keeps fc2's
+    rows and bias, the rest becomes PAT_sp's 1x1 conv after fc2, bias included."""
+    from partialnet_mm.models.layers.blocks import fold_pat_sp
+    from partialnet_mm.models.layers.patconv import PATSpatial
+    torch.manual_seed(0)
+    fc2 = nn.Conv2d(12, 8, 1, bias=True)
+    pat_sp = randomize_norms(PATSpatial(8)).eval().fuse()
+    into = nn.Conv2d(12, 8, 1, bias=True)
+    with torch.no_grad():
+        fold_pat_sp(fc2, pat_sp, into)
+        x = torch.randn(2, 12, 5, 5)
+        y = fc2(x)
+        start = pat_sp.attn_channels
+        torch.testing.assert_close(into(x)[:, :start], y[:, :start])
+        torch.testing.assert_close(into(x)[:, start:], pat_sp.mix(y[:, start:]))
+    with pytest.raises(ValueError, match='fuse\\(\\) it first'):
+        fold_pat_sp(fc2, PATSpatial(8), into)

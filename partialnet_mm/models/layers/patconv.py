@@ -14,7 +14,7 @@ from .attention import (DeployRelPosSelfAttention, GaussianChannelAttention,
                         InplaceSpatialGate, LayerNorm2d, RelPosSelfAttention,
                         SpatialAttentionGate)
 from .fast_ops import PointwiseConv
-from .utils import ChannelAffine, ChannelScaleShift, bn_affine, build_norm, check_split
+from .utils import ChannelScaleShift, bn_affine, build_norm, check_split
 
 
 class PATConv(nn.Module):
@@ -106,17 +106,16 @@ class PATChannel(PATConv):
                           deploy=True).to(self.conv.weight)
         twin.conv.load_state_dict(self.conv.state_dict())
         twin.attn.load_state_dict(self.attn.attention.fuse().state_dict())
-        twin.closing_norm = ChannelScaleShift.of_affine(
-            ChannelAffine.of_norm(self.attn.norm, self.conv_channels))
+        twin.closing_norm = ChannelScaleShift.of_norm(self.attn.norm, self.conv_channels)
         return twin
 
-    def pop_closing_norm(self) -> Optional[ChannelAffine]:
-        """Deploy form: hand the closing BN (as the affine map it is) to whatever absorbs it,
-        and stop applying it here."""
+    def pop_closing_norm(self) -> Optional[ChannelScaleShift]:
+        """Deploy form: hand the closing BN (a scale and shift) to whatever absorbs it, and
+        stop applying it here."""
         if not self.deploy:
             raise ValueError('pop_closing_norm() is for the deploy form: fuse() first')
         norm, self.closing_norm = self.closing_norm, None
-        return norm.affine() if norm is not None else None
+        return norm
 
 
 class SelfAttentionBranch(nn.Module):

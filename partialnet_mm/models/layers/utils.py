@@ -1,6 +1,5 @@
 """Small pure-torch helpers: norm/activation builders, DropPath, conv-BN folding."""
 import copy
-from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import torch
@@ -165,23 +164,10 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: _BatchNorm) -> nn.Conv2d:
     return fused
 
 
-@dataclass
-class ChannelAffine:
-    """``y[:, start:start + n] = scale * x[:, start:start + n] + shift``, other channels
-    unchanged: a per-channel affine map left on a module's output (PAT_ch's closing BN)
-    for the 1x1 conv after it to absorb (:func:`fold_input_affine`)."""
-    start: int
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    @classmethod
-    def of_norm(cls, bn: _BatchNorm, start: int) -> 'ChannelAffine':
-        return cls(start, *bn_affine(bn))
-
-
 class ChannelScaleShift(nn.Module):
     """``y[:, start:] = scale * x[:, start:] + shift``, the first ``start`` channels unchanged:
-    a BN in eval mode as the deploy form keeps it when nothing after it absorbs it.
+    a BN in eval mode as the deploy form keeps it (PAT_ch's closing BN), until a 1x1 conv after
+    it absorbs it (:func:`fold_input_affine`).
 
     Args:
         start (int): the first channel the map applies to.
@@ -196,20 +182,19 @@ class ChannelScaleShift(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def of_affine(cls, affine: ChannelAffine) -> 'ChannelScaleShift':
-        layer = cls(affine.start, affine.scale.numel()).to(affine.scale)
-        layer.scale.copy_(affine.scale.view_as(layer.scale))
-        layer.shift.copy_(affine.shift.view_as(layer.shift))
+    def of_norm(cls, bn: _BatchNorm, start: int) -> 'ChannelScaleShift':
+        """The eval-mode ``bn`` on the channels from ``start`` on."""
+        scale, shift = bn_affine(bn)
+        layer = cls(start, scale.numel()).to(scale)
+        layer.scale.copy_(scale.view_as(layer.scale))
+        layer.shift.copy_(shift.view_as(layer.shift))
         return layer
-
-    def affine(self) -> ChannelAffine:
-        return ChannelAffine(self.start, self.scale.flatten(), self.shift.flatten())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat((x[:, :self.start], x[:, self.start:] * self.scale + self.shift), 1)
 
 
-def fold_input_affine(conv: nn.Conv2d, affine: ChannelAffine) -> nn.Conv2d:
+def fold_input_affine(conv: nn.Conv2d, affine: ChannelScaleShift) -> nn.Conv2d:
     """A conv with bias computing ``conv(affine(x))``; exact for a 1x1 conv without padding
     or groups (the map commutes with no spatial mixing)."""
     if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding not in ((0, 0), 'valid'):
@@ -221,8 +206,8 @@ def fold_input_affine(conv: nn.Conv2d, affine: ChannelAffine) -> nn.Conv2d:
     bias = conv.bias.detach().clone() if conv.bias is not None else w.new_zeros(conv.out_channels)
     with torch.no_grad():
         cols = w[:, affine.start:stop, 0, 0]
-        bias += cols @ affine.shift
-        w[:, affine.start:stop, 0, 0] = cols * affine.scale
+        bias += cols @ affine.shift.flatten()
+        w[:, affine.start:stop, 0, 0] = cols * affine.scale.flatten()
         fused.weight.copy_(w)
         fused.bias.copy_(bias)
     return fused
