@@ -15,34 +15,10 @@ import subprocess
 import sys
 import time
 
+from partialnet_mm.toolkit.demo import iou_metrics
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(ROOT, 'configs', 'demo', 'fpn_partialnet-t0_synthetic-seg.py')
-METRICS = ('aAcc', 'mIoU', 'mAcc')
-
-
-def untrained_checkpoint(config: str, out: str, seed: int) -> str:
-    """The config's model as initialised (init_weights), saved as an mmengine checkpoint."""
-    import torch
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
-
-    import partialnet_mm  # noqa: F401
-    from partialnet_mm.checkpoint import write_checkpoint
-    torch.manual_seed(seed)
-    cfg = Config.fromfile(config)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model)
-    logger = MMLogger.get_instance('mmengine')
-    level = logger.level
-    logger.setLevel('WARNING')  # init_weights logs every parameter's initialisation
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
-    return write_checkpoint(dict(state_dict=model.state_dict(), meta=dict(note='untrained')),
-                            out)
 
 
 # the lines of a tool's log shown while it runs: progress and results, not the config or the
@@ -68,11 +44,11 @@ def tool(name: str, args: list) -> str:
     return output
 
 
-def metrics(log: str) -> dict:
-    found = {k: re.findall(rf'\b{k}: ([0-9.]+)', log) for k in METRICS}
-    if not all(found.values()):
-        raise SystemExit('no IoUMetric figures in the test output:\n' + log[-3000:])
-    return {k: float(v[-1]) for k, v in found.items()}
+def measured(log: str) -> dict:
+    try:
+        return iou_metrics(log)
+    except ValueError as e:  # a test run that logged no IoU: its log's end, no traceback
+        raise SystemExit(str(e))
 
 
 def main():
@@ -91,6 +67,7 @@ def main():
     args = parser.parse_args()
 
     from partialnet_mm.datasets.synthetic_seg import make_synthetic_seg
+    from partialnet_mm.toolkit.demo import seg_schedule_options, seg_table, untrained_checkpoint
     start = time.time()
     make_synthetic_seg(args.data_root, args.num_train, args.num_val, seed=args.seed)
     root = args.data_root.rstrip('/') + '/'
@@ -98,23 +75,13 @@ def main():
                                    ('train_dataloader', 'val_dataloader', 'test_dataloader')]
     work = args.work_dir
     untrained = untrained_checkpoint(args.config, osp.join(work, 'untrained.pth'), args.seed)
-    before = metrics(tool('test', [args.config, untrained, '--work-dir', work, *options]))
-    warmup = min(50, max(1, args.iters // 4))
+    before = measured(tool('test', [args.config, untrained, '--work-dir', work, *options]))
     t0 = time.time()
-    tool('train', [args.config, '--work-dir', work, *options, f'train_cfg.max_iters={args.iters}',
-                   f'train_cfg.val_interval={args.iters}',
-                   f'default_hooks.checkpoint.interval={args.iters}',
-                   f'param_scheduler.0.end={warmup}', f'param_scheduler.1.begin={warmup}',
-                   f'param_scheduler.1.end={args.iters}'])
+    tool('train', [args.config, '--work-dir', work, *options, *seg_schedule_options(args.iters)])
     train_min = (time.time() - t0) / 60
-    after = metrics(tool('test', [args.config, osp.join(work, f'iter_{args.iters}.pth'),
-                                  '--work-dir', work, *options]))
-
-    print('\n| model | aAcc | mIoU | mAcc |')
-    print('|---|---|---|---|')
-    print('| untrained (initialisation) | ' + ' | '.join(f'{before[k]:.2f}' for k in METRICS) + ' |')
-    print(f'| trained ({args.iters} iterations, {train_min:.1f} min) | '
-          + ' | '.join(f'{after[k]:.2f}' for k in METRICS) + ' |')
+    after = measured(tool('test', [args.config, osp.join(work, f'iter_{args.iters}.pth'),
+                                      '--work-dir', work, *options]))
+    print('\n' + seg_table(before, after, args.iters, train_min))
     print(f'\nTotal {(time.time() - start) / 60:.1f} min; checkpoints and logs in {work}')
 
 

@@ -5,10 +5,13 @@ Each model is evaluated freshly initialised, trained with mmengine's Runner (val
 :func:`results_table` / :func:`draw_demo_pictures` turn them into the table and the pictures.
 The schedule of a config is stretched or shrunk to the epochs asked (:func:`scale_schedule`);
 the trained predictions are those of the weights ``runner.test()`` evaluates (an EMA hook's
-averaged ones, :func:`evaluated_weights`).
+averaged ones, :func:`evaluated_weights`). The segmentation demo (tools/demo_seg.py) runs
+mmseg's own tools; its parts are at the end (:func:`untrained_checkpoint`,
+:func:`iou_metrics`, :func:`seg_schedule_options`, :func:`seg_table`).
 """
 import logging
 import os.path as osp
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -226,3 +229,60 @@ def draw_demo_pictures(runs: Sequence[DemoRun], folder: str, epochs: int,
             title=f'{r.name}, generated COCO set ({num_train} images)')
         lines.append(f'Training loss and val AP per epoch ({r.name}): {curves}')
     return lines
+
+
+# --- the segmentation demo (tools/demo_seg.py): mmseg's own tools run through ours ----------
+
+IOU_METRICS = ('aAcc', 'mIoU', 'mAcc')  # mmseg's IoUMetric, as the demo's table shows them
+
+
+def untrained_checkpoint(config: str, out: str, seed: int = 0) -> str:
+    """The config's model as initialised (``init_weights``, seeded), written as an mmengine
+    checkpoint: what the untrained row of a demo evaluates with the framework's own test
+    tool."""
+    import torch
+    from mmengine.logging import MMLogger
+
+    from ..checkpoint import write_checkpoint
+    from ..mmconfig import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(Config.fromfile(config))
+    logger = MMLogger.get_instance('mmengine')
+    level = logger.level
+    logger.setLevel('WARNING')  # init_weights logs every parameter's initialisation
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
+    return write_checkpoint(dict(state_dict=model.state_dict(), meta=dict(note='untrained')),
+                            out)
+
+
+def iou_metrics(log: str) -> Dict[str, float]:
+    """The last :data:`IOU_METRICS` figures an mmseg test run logged; ValueError (with the
+    log's end) when it logged none."""
+    found = {k: re.findall(rf'\b{k}: ([0-9.]+)', log) for k in IOU_METRICS}
+    if not all(found.values()):
+        raise ValueError('no IoUMetric figures in the test output:\n' + log[-3000:])
+    return {k: float(v[-1]) for k, v in found.items()}
+
+
+def seg_schedule_options(iters: int) -> List[str]:
+    """``--cfg-options`` that train the demo's iteration-based config for ``iters``: the
+    warm-up (at most 50 iterations, a quarter of a shorter run), then PolyLR to the end;
+    validation and the one checkpoint at the end."""
+    warmup = min(50, max(1, iters // 4))
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}', f'param_scheduler.0.end={warmup}',
+            f'param_scheduler.1.begin={warmup}', f'param_scheduler.1.end={iters}']
+
+
+def seg_table(before: Dict[str, float], after: Dict[str, float], iters: int,
+              train_min: float) -> str:
+    """The untrained and trained rows of the segmentation demo (markdown)."""
+    def cells(m):
+        return ' | '.join(f'{m[k]:.2f}' for k in IOU_METRICS)
+    return '\n'.join([f"| model | {' | '.join(IOU_METRICS)} |", '|---|---|---|---|',
+                      f'| untrained (initialisation) | {cells(before)} |',
+                      f'| trained ({iters} iterations, {train_min:.1f} min) | {cells(after)} |'])

@@ -6,9 +6,9 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from partialnet_mm.toolkit.demo import (DETECTORS, DemoRun, DemoSettings, demo_config,
-                                        demo_models, evaluated_weights, results_table,
-                                        scale_schedule)
+from partialnet_mm.toolkit.demo import (DEMO_CONFIGS, DETECTORS, DemoRun, DemoSettings,
+                                        demo_config, demo_models, evaluated_weights,
+                                        results_table, scale_schedule)
 
 MASK_RCNN, RTMDET = demo_models('mask_rcnn')[0][1], demo_models('rtmdet')[0][1]
 
@@ -86,3 +86,35 @@ def test_table_reports_both_evaluations_and_empty_ones():
 def test_unknown_detector_is_refused():
     with pytest.raises(KeyError):
         demo_models('yolo')
+
+
+SEG_LOG = '''12/03 07:00:01 - mmengine - INFO - Iter(test) [40/40]
++-------+
+12/03 07:00:02 - mmengine - INFO - Iter(test) [40/40]    aAcc: 61.2000  mIoU: 20.5000  mAcc: 31.0000
+'''
+
+
+def test_segmentation_demo_parts(tmp_path):
+    """tools/demo_seg.py's parts: the figures of mmseg's test log, the schedule of a shorter
+    run, the table, and the untrained model written as a checkpoint mmseg's test tool reads."""
+    from partialnet_mm.checkpoint import read_checkpoint
+    from partialnet_mm.toolkit.demo import (IOU_METRICS, iou_metrics, seg_schedule_options,
+                                            seg_table, untrained_checkpoint)
+    before = iou_metrics('Iter(test) aAcc: 1.0  mIoU: 2.0  mAcc: 3.0\n' + SEG_LOG)  # the last
+    assert before == {'aAcc': 61.2, 'mIoU': 20.5, 'mAcc': 31.0}
+    with pytest.raises(ValueError, match='no IoUMetric figures'):
+        iou_metrics('Iter(test) [40/40]\n')
+    assert seg_schedule_options(800)[3:] == [
+        'param_scheduler.0.end=50', 'param_scheduler.1.begin=50', 'param_scheduler.1.end=800']
+    assert seg_schedule_options(2)[3] == 'param_scheduler.0.end=1'
+    lines = seg_table(before, dict(before, mIoU=80.0), 800, 4.56).splitlines()
+    assert lines[0] == '| model | ' + ' | '.join(IOU_METRICS) + ' |'
+    assert lines[3] == '| trained (800 iterations, 4.6 min) | 61.20 | 80.00 | 31.00 |'
+
+    config = str(DEMO_CONFIGS / 'fpn_partialnet-t0_synthetic-seg.py')
+    path = untrained_checkpoint(config, str(tmp_path / 'u' / 'untrained.pth'), seed=3)
+    meta, state = read_checkpoint(path)
+    again = read_checkpoint(untrained_checkpoint(config, str(tmp_path / 'again.pth'), seed=3))[1]
+    assert any(k.startswith('backbone.stages.') for k in state)
+    assert any(k.startswith('decode_head.') for k in state)
+    assert all(torch.equal(state[k], again[k]) for k in state)  # seeded: the same model
